@@ -1,0 +1,26 @@
+"""The README's example runs and prints what the README says it prints."""
+
+import contextlib
+import io
+import os
+import re
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_readme_estimator_example_reaches_the_stated_theta():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    example = re.findall(r"```python\n(.*?)```", readme, re.S)[0]
+    stated = float(re.search(r"# (\d\.\d+) \(from 0\.5\)", example).group(1))
+    out = io.StringIO()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with contextlib.redirect_stdout(out):
+            exec(compile(example, "README.md", "exec"), {})
+    finally:
+        torch.set_num_threads(threads)
+    assert abs(float(out.getvalue()) - stated) < 5e-4
