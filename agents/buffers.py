@@ -1,0 +1,79 @@
+"""Rollout buffers that also store the RELAX noise (u, v) drawn at collection time (DESIGN §6).
+
+Modelled on sb3-contrib's MaskableRolloutBuffer: reset / add / get / _get_samples are extended and
+the samples gain two fields. The noise is permuted together with everything else in ``get``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.vec_env import VecNormalize
+
+__all__ = ["RelaxRolloutBuffer", "RelaxDictRolloutBuffer", "RelaxRolloutBufferSamples"]
+
+
+class RelaxRolloutBufferSamples(NamedTuple):
+    observations: Any  # th.Tensor, or a dict of them for Dict observation spaces
+    actions: torch.Tensor
+    old_values: torch.Tensor
+    old_log_prob: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    noise_u: torch.Tensor
+    noise_v: torch.Tensor
+
+
+class _NoiseStorage:
+    """Adds ``noise_u`` / ``noise_v`` arrays of shape [n_steps, n_envs, noise_dim] to a rollout buffer."""
+
+    noise_dim: int
+
+    def _init_noise(self, noise_dim: int) -> None:
+        if noise_dim < 1:
+            raise ValueError(f"noise_dim must be >= 1, got {noise_dim}")
+        self.noise_dim = int(noise_dim)
+
+    def reset(self) -> None:
+        self.noise_u = np.zeros((self.buffer_size, self.n_envs, self.noise_dim), dtype=np.float32)
+        self.noise_v = np.zeros((self.buffer_size, self.n_envs, self.noise_dim), dtype=np.float32)
+        super().reset()  # type: ignore[misc]
+
+    def add(self, *args, noise_u: np.ndarray | None = None, noise_v: np.ndarray | None = None, **kwargs) -> None:
+        if noise_u is None or noise_v is None:
+            raise ValueError("a RELAX rollout buffer needs noise_u and noise_v for every step")
+        self.noise_u[self.pos] = np.asarray(noise_u).reshape(self.n_envs, self.noise_dim)
+        self.noise_v[self.pos] = np.asarray(noise_v).reshape(self.n_envs, self.noise_dim)
+        super().add(*args, **kwargs)  # type: ignore[misc]
+
+    def get(self, batch_size: int | None = None) -> Generator[RelaxRolloutBufferSamples, None, None]:
+        if not self.generator_ready:
+            self.noise_u = self.swap_and_flatten(self.noise_u)
+            self.noise_v = self.swap_and_flatten(self.noise_v)
+        yield from super().get(batch_size)  # type: ignore[misc]
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> RelaxRolloutBufferSamples:
+        base = super()._get_samples(batch_inds, env)  # type: ignore[misc]
+        return RelaxRolloutBufferSamples(
+            *base, self.to_torch(self.noise_u[batch_inds]), self.to_torch(self.noise_v[batch_inds])
+        )
+
+
+class RelaxRolloutBuffer(_NoiseStorage, RolloutBuffer):
+    """RolloutBuffer + stored RELAX noise. Extra constructor argument: ``noise_dim``."""
+
+    def __init__(self, *args, noise_dim: int = 1, **kwargs) -> None:
+        self._init_noise(noise_dim)
+        super().__init__(*args, **kwargs)
+
+
+class RelaxDictRolloutBuffer(_NoiseStorage, DictRolloutBuffer):
+    """DictRolloutBuffer + stored RELAX noise. Extra constructor argument: ``noise_dim``."""
+
+    def __init__(self, *args, noise_dim: int = 1, **kwargs) -> None:
+        self._init_noise(noise_dim)
+        super().__init__(*args, **kwargs)

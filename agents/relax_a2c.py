@@ -1,0 +1,352 @@
+"""RelaxA2C: advantage actor-critic with a RELAX / LAX policy-gradient estimator (DESIGN §4).
+
+Per update, with Â_t = R̂_t − V(s_t) from SB3's rollout buffer (GAE(λ); λ = 1 and full episodes make
+it unbiased for ∇J) and c_φ(a, s) = V(s) + ĉ_φ(a, s):
+
+    discrete:   S = mean_t [ (Â_t − ĉ(z̃_t⊥, s_t)) log π(a_t|s_t) + ĉ(z_t, s_t) − ĉ(z̃_t, s_t) ]
+    continuous: S = mean_t [ (Â_t − ĉ(a_t⊥, s_t)) log π(a_t|s_t) + ĉ(μ(s_t) + σ(s_t) ε_t, s_t) ]
+
+θ descends −S + ent_coef · entropy loss + vf_coef · value loss exactly as A2C does; φ descends
+‖∇_θ S‖² (double backprop) with its own optimizer. With ``action_dependent_cv=False`` ĉ does not
+exist, actions are sampled as in SB3 and the update is A2C's, bit for bit: the baseline every
+comparison uses (DESIGN §5.6).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from gymnasium import spaces
+from stable_baselines3 import A2C
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import FloatSchedule, explained_variance, obs_as_tensor, update_learning_rate
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from relax_rl.agents.buffers import RelaxDictRolloutBuffer, RelaxRolloutBuffer
+from relax_rl.agents.policies import (
+    RelaxActorCriticCnnPolicy,
+    RelaxActorCriticPolicy,
+    RelaxMultiInputActorCriticPolicy,
+)
+from relax_rl.agents.relaxations import DISCRETE_SPACES, ActionRelaxation
+from relax_rl.estimators import relax_surrogate
+from relax_rl.samplers import uniform_noise
+
+__all__ = ["RelaxA2C"]
+
+SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Box)
+
+
+def _check_finite(name: str, *tensors: torch.Tensor | None) -> None:
+    for t in tensors:
+        if t is not None and not bool(torch.isfinite(t).all()):
+            raise FloatingPointError(
+                f"RelaxA2C update refused: non-finite {name}. No parameter was changed; lower the learning "
+                "rates, normalize observations/rewards, or check the environment's rewards."
+            )
+
+
+class RelaxA2C(A2C):
+    """A2C whose policy gradient uses a learned action-dependent control variate (RELAX / LAX).
+
+    Takes every argument of SB3's :class:`~stable_baselines3.A2C`, plus:
+
+    :param action_dependent_cv: learn ĉ_φ(a, s); False gives SB3's A2C update exactly.
+    :param cv_learning_rate: learning rate (or schedule of the remaining progress) for φ.
+    :param cv_net_arch: hidden sizes of ĉ (default [32, 32]).
+    :param cv_updates_per_step: φ steps per rollout (θ always uses the φ from before this rollout's φ steps,
+        so φ never depends on the batch it corrects).
+    :param cv_loss_space: ``"params"``: ĝ over all policy weights (DESIGN §3 default); ``"logits"``: ĝ over the
+        per-sample distribution parameters (cheaper, lower-noise variant).
+    :param cv_common_random_numbers: build z̃ with common random numbers (DESIGN §3).
+    :param cv_temperature_init: initial temperature of the relaxation fed to ĉ.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": RelaxActorCriticPolicy,
+        "CnnPolicy": RelaxActorCriticCnnPolicy,
+        "MultiInputPolicy": RelaxMultiInputActorCriticPolicy,
+    }
+    policy: RelaxActorCriticPolicy
+
+    def __init__(
+        self,
+        policy: str | type[RelaxActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 7e-4,
+        n_steps: int = 5,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        rms_prop_eps: float = 1e-5,
+        use_rms_prop: bool = True,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        normalize_advantage: bool = False,
+        action_dependent_cv: bool = True,
+        cv_learning_rate: float | Schedule = 1e-3,
+        cv_net_arch: list[int] | None = None,
+        cv_updates_per_step: int = 1,
+        cv_loss_space: str = "params",
+        cv_common_random_numbers: bool = False,
+        cv_temperature_init: float = 1.0,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: torch.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if cv_loss_space not in ("params", "logits"):
+            raise ValueError(f"cv_loss_space must be 'params' or 'logits', got {cv_loss_space!r}")
+        if int(cv_updates_per_step) < 1:
+            raise ValueError(f"cv_updates_per_step must be >= 1, got {cv_updates_per_step}")
+        if action_dependent_cv and use_sde:
+            raise ValueError("action_dependent_cv=True does not support use_sde=True (gSDE); set one of them off")
+        policy_kwargs = dict(policy_kwargs or {})
+        initial_cv_lr = cv_learning_rate if isinstance(cv_learning_rate, (int, float)) else cv_learning_rate(1.0)
+        policy_kwargs.update(
+            action_dependent_cv=action_dependent_cv,
+            cv_learning_rate=float(initial_cv_lr),
+            cv_common_random_numbers=cv_common_random_numbers,
+            cv_temperature_init=cv_temperature_init,
+        )
+        if cv_net_arch is not None:
+            policy_kwargs["cv_net_arch"] = list(cv_net_arch)
+        try:
+            super().__init__(
+                policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma, gae_lambda=gae_lambda,
+                ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm, rms_prop_eps=rms_prop_eps,
+                use_rms_prop=use_rms_prop, use_sde=use_sde, sde_sample_freq=sde_sample_freq,
+                normalize_advantage=normalize_advantage, stats_window_size=stats_window_size,
+                tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, verbose=verbose, seed=seed,
+                device=device, _init_setup_model=False,
+            )
+        except AssertionError as err:
+            if "action space" in str(err):
+                raise ValueError(
+                    f"RelaxA2C does not support the action space {getattr(self, 'action_space', '?')}; "
+                    "supported: Discrete, MultiDiscrete, MultiBinary (RELAX) and Box (LAX)"
+                ) from err
+            raise
+        self.action_dependent_cv = bool(action_dependent_cv)
+        self.cv_learning_rate = cv_learning_rate
+        self.cv_updates_per_step = int(cv_updates_per_step)
+        self.cv_loss_space = cv_loss_space
+        self._grad_mean: torch.Tensor | None = None
+        self._grad_variance = 0.0
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------------------------------
+    # set-up and saving
+    # ------------------------------------------------------------------------------------------
+    @property
+    def _stores_noise(self) -> bool:
+        return self.action_dependent_cv and isinstance(self.action_space, DISCRETE_SPACES)
+
+    def _setup_model(self) -> None:
+        if self._stores_noise:
+            dict_obs = isinstance(self.observation_space, spaces.Dict)
+            self.rollout_buffer_class = RelaxDictRolloutBuffer if dict_obs else RelaxRolloutBuffer
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs,
+                                          "noise_dim": ActionRelaxation(self.action_space).noise_dim}
+        super()._setup_model()
+        self.cv_lr_schedule = FloatSchedule(self.cv_learning_rate)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, variables = super()._get_torch_save_params()
+        if self.action_dependent_cv:
+            state_dicts = [*state_dicts, "policy.cv_optimizer"]
+        return state_dicts, variables
+
+    # ------------------------------------------------------------------------------------------
+    # collection: SB3's loop, with the action drawn from stored noise when ĉ needs it
+    # ------------------------------------------------------------------------------------------
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """SB3's ``OnPolicyAlgorithm.collect_rollouts`` (timesteps, callbacks, info buffer and the timeout
+        bootstrap unchanged); for discrete actions with ĉ on, the action is b = H(z(u)) and (u, v) are stored."""
+        if not self._stores_noise:
+            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        assert self._last_obs is not None, "No previous observation was provided"
+        self.policy.set_training_mode(False)
+        n_steps = 0
+        rollout_buffer.reset()
+        callback.on_rollout_start()
+        noise_shape = (env.num_envs, self.policy.relaxation.noise_dim)
+        while n_steps < n_rollout_steps:
+            noise_u = uniform_noise(noise_shape, device=self.device)
+            noise_v = uniform_noise(noise_shape, device=self.device)
+            with torch.no_grad():
+                obs_tensor = obs_as_tensor(self._last_obs, self.device)
+                actions, values, log_probs = self.policy.forward_with_noise(obs_tensor, noise_u)
+            actions = actions.cpu().numpy()
+            new_obs, rewards, dones, infos = env.step(actions)
+            self.num_timesteps += env.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            n_steps += 1
+            if isinstance(self.action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+            for idx, done in enumerate(dones):
+                if (
+                    done
+                    and infos[idx].get("terminal_observation") is not None
+                    and infos[idx].get("TimeLimit.truncated", False)
+                ):
+                    terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
+                    with torch.no_grad():
+                        terminal_value = self.policy.predict_values(terminal_obs)[0]
+                    rewards[idx] += self.gamma * terminal_value
+            rollout_buffer.add(
+                self._last_obs, actions, rewards, self._last_episode_starts, values, log_probs,
+                noise_u=noise_u.cpu().numpy(), noise_v=noise_v.cpu().numpy(),
+            )
+            self._last_obs = new_obs
+            self._last_episode_starts = dones
+        with torch.no_grad():
+            values = self.policy.predict_values(obs_as_tensor(new_obs, self.device))
+        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    # ------------------------------------------------------------------------------------------
+    # the update
+    # ------------------------------------------------------------------------------------------
+    def _estimate_targets(self, distribution: Any, theta: list[torch.Tensor]) -> list[torch.Tensor]:
+        """What ĝ is taken with respect to: all policy weights, or the per-sample distribution parameters."""
+        if self.cv_loss_space == "params":
+            return theta
+        if self.policy.relaxation is not None:
+            return [self.policy.relaxation.logits(distribution)]
+        return [distribution.distribution.mean, self.policy.log_std]
+
+    def train(self) -> None:
+        """One update from the whole rollout buffer (A2C's single gradient step), plus φ's step(s)."""
+        policy = self.policy
+        policy.set_training_mode(True)
+        self._update_learning_rate(policy.optimizer)
+        if self.action_dependent_cv:
+            cv_lr = self.cv_lr_schedule(self._current_progress_remaining)
+            update_learning_rate(policy.cv_optimizer, cv_lr)
+            self.logger.record("train/cv_learning_rate", cv_lr)
+        for rollout_data in self.rollout_buffer.get(batch_size=None):
+            stats = self._train_on_batch(rollout_data)
+
+        self._n_updates += 1
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/explained_variance", explained_var)
+        for key in ("entropy_loss", "policy_loss", "value_loss", "grad_variance"):
+            self.logger.record(f"train/{key}", stats[key])
+        if hasattr(policy, "log_std"):
+            self.logger.record("train/std", torch.exp(policy.log_std).mean().item())
+        if self.action_dependent_cv:
+            self._record_cv_diagnostics(stats["cv_loss"], stats["advantages"], stats["c_hat"])
+
+    def _cv_terms(self, rollout_data: Any, distribution: Any, actions: torch.Tensor, features: torch.Tensor):
+        """(c_z, c_z̃, c_z̃⊥) of the policy's ĉ, or zeros when ĉ is off (then S is A2C's Â log π)."""
+        if not self.action_dependent_cv:
+            return 0.0, 0.0, 0.0
+        noise = (rollout_data.noise_u, rollout_data.noise_v) if self._stores_noise else (None, None)
+        return self.policy.control_variate_terms(distribution, actions, features, *noise)
+
+    def _train_on_batch(self, rollout_data: Any) -> dict[str, Any]:
+        policy, cv_on = self.policy, self.action_dependent_cv
+        theta, phi = policy.theta_parameters(), policy.cv_parameters()
+        actions = rollout_data.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        values, log_prob, entropy, distribution, features = policy.evaluate_actions_with_distribution(
+            rollout_data.observations, actions
+        )
+        values = values.flatten()
+        advantages = rollout_data.advantages
+        if self.normalize_advantage:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        c_z, c_z_tilde, c_z_tilde_cut = self._cv_terms(rollout_data, distribution, actions, features)
+        policy_loss = -relax_surrogate(log_prob, advantages, c_z, c_z_tilde, c_z_tilde_cut).mean()
+        value_loss = F.mse_loss(rollout_data.returns, values)
+        entropy_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
+        loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        _check_finite("loss", loss)
+
+        # θ's gradient first, from the φ that predates this batch (so φ never depends on the batch it corrects)
+        policy.optimizer.zero_grad()
+        loss.backward(inputs=theta, retain_graph=True)
+        _check_finite("gradient of the loss", *[p.grad for p in theta])
+        reuse_cv_grads = cv_on and self.cv_loss_space == "params"
+        if not reuse_cv_grads:  # ĝ alone (without the value and entropy terms), for the running variance
+            self._update_grad_variance(torch.autograd.grad(policy_loss, theta, retain_graph=True, allow_unused=True))
+
+        cv_losses: list[float] = []
+        if cv_on:
+            targets = self._estimate_targets(distribution, theta)
+            for k in range(self.cv_updates_per_step):
+                if k > 0:  # φ moved: re-evaluate ĉ on the same batch
+                    terms = self._cv_terms(rollout_data, distribution, actions, features)
+                    policy_loss_k = -relax_surrogate(log_prob, advantages, *terms).mean()
+                else:
+                    policy_loss_k = policy_loss
+                grads = torch.autograd.grad(policy_loss_k, targets, create_graph=True, retain_graph=True,
+                                            allow_unused=True)
+                if k == 0 and reuse_cv_grads:
+                    self._update_grad_variance(grads)
+                cv_loss = sum((g * g).sum() for g in grads if g is not None)
+                _check_finite("variance objective (cv_loss)", cv_loss)
+                policy.cv_optimizer.zero_grad()
+                cv_loss.backward(inputs=phi, retain_graph=True)
+                _check_finite("gradient of the variance objective", *[p.grad for p in phi])
+                policy.cv_optimizer.step()
+                cv_losses.append(cv_loss.item())
+
+        torch.nn.utils.clip_grad_norm_(theta, self.max_grad_norm)
+        policy.optimizer.step()
+        return {
+            "entropy_loss": entropy_loss.item(),
+            "policy_loss": policy_loss.item(),
+            "value_loss": value_loss.item(),
+            "grad_variance": self._grad_variance,
+            "cv_loss": cv_losses,
+            "advantages": advantages,
+            "c_hat": c_z_tilde_cut,
+        }
+
+    def _update_grad_variance(self, grads: Any, beta: float = 0.95) -> None:
+        """Running estimate of the estimator's total variance: EMA of ‖ĝ − EMA(ĝ)‖² over updates."""
+        flat = torch.cat([g.detach().flatten() for g in grads if g is not None])
+        if self._grad_mean is None or self._grad_mean.shape != flat.shape:
+            self._grad_mean = flat.clone()
+            return
+        self._grad_variance = beta * self._grad_variance + (1 - beta) * float(((flat - self._grad_mean) ** 2).sum())
+        self._grad_mean = beta * self._grad_mean + (1 - beta) * flat
+
+    def _record_cv_diagnostics(self, cv_losses: list[float], advantages: torch.Tensor, c_hat: torch.Tensor) -> None:
+        self.logger.record("train/cv_loss", cv_losses[0])
+        self.logger.record("train/cv_scale", self.policy.cv_net.scale.item())
+        if self.policy.relaxation is not None:
+            self.logger.record("train/cv_temperature", self.policy.cv_temperature.item())
+        # Is ĉ helping? It can only cancel noise in Â log π where it tracks the advantage.
+        c_hat, adv = c_hat.detach().flatten(), advantages.detach().flatten()
+        if c_hat.std() > 0 and adv.std() > 0:
+            corr = float(torch.corrcoef(torch.stack([c_hat, adv]))[0, 1])
+            self.logger.record("train/cv_advantage_corr", corr)
+        self.logger.record("train/cv_advantage_residual_ratio", float((adv - c_hat).var() / (adv.var() + 1e-12)))
+
+    def learn(self, *args: Any, tb_log_name: str = "RelaxA2C", **kwargs: Any) -> RelaxA2C:
+        return super().learn(*args, tb_log_name=tb_log_name, **kwargs)
+
