@@ -1,0 +1,205 @@
+"""RelaxA2C: the A2C identity, the stored noise, every action space, φ's separation from θ, bad input."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3 import A2C
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.envs import IdentityEnvMultiBinary, IdentityEnvMultiDiscrete
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from relax_rl import RelaxA2C
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _seeded(env):
+    env.action_space.seed(0)  # SB3's identity envs draw their targets from their own action space
+    return env
+
+
+def _multidiscrete():
+    return _seeded(IdentityEnvMultiDiscrete(dim=3, ep_length=10))
+
+
+def _multibinary():
+    return _seeded(IdentityEnvMultiBinary(dim=4, ep_length=10))
+
+
+ENVS = {
+    "discrete": "CartPole-v1",
+    "box": "Pendulum-v1",
+    "multidiscrete": _multidiscrete,
+    "multibinary": _multibinary,
+}
+
+
+def _env(kind):
+    spec = ENVS[kind]
+    return DummyVecEnv([lambda: gym.make(spec)] * 2) if isinstance(spec, str) else DummyVecEnv([spec] * 2)
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.policy.state_dict().items()}
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box", "multidiscrete", "multibinary"])
+def test_without_cv_the_update_is_sb3_a2c_bit_for_bit(kind):
+    """action_dependent_cv=False is the baseline every comparison uses: it must be A2C, exactly."""
+    sb3 = A2C("MlpPolicy", _env(kind), seed=3, n_steps=5, ent_coef=0.01, device="cpu")
+    sb3.learn(400)
+    ours = RelaxA2C("MlpPolicy", _env(kind), seed=3, n_steps=5, ent_coef=0.01, action_dependent_cv=False,
+                    device="cpu")
+    ours.learn(400)
+    a, b = _state(sb3), _state(ours)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # ... and the cv-on model starts from the same θ (ĉ is built after SB3's networks)
+    fresh_sb3 = A2C("MlpPolicy", _env(kind), seed=5, device="cpu")
+    fresh_ours = RelaxA2C("MlpPolicy", _env(kind), seed=5, device="cpu")
+    a, b = _state(fresh_sb3), _state(fresh_ours)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box", "multidiscrete", "multibinary"])
+def test_cv_trains_phi_with_its_own_optimizer_and_theta_without_it(kind):
+    model = RelaxA2C("MlpPolicy", _env(kind), seed=0, n_steps=8, device="cpu")
+    policy = model.policy
+    theta_ids = {id(p) for p in policy.theta_parameters()}
+    phi = policy.cv_parameters()
+    assert phi and not any(id(p) in theta_ids for p in phi)
+    assert theta_ids | {id(p) for p in phi} == {id(p) for p in policy.parameters()}
+    assert policy.optimizer is not policy.cv_optimizer
+    before_phi = [p.detach().clone() for p in phi]
+    before_theta = [p.detach().clone() for p in policy.theta_parameters()]
+    model.learn(400)
+    assert any(not torch.equal(a, p) for a, p in zip(before_phi, phi, strict=True))
+    assert any(not torch.equal(a, p) for a, p in zip(before_theta, policy.theta_parameters(), strict=True))
+    logged = model.logger.name_to_value
+    assert np.isfinite(logged["train/cv_loss"]) and logged["train/cv_loss"] >= 0
+
+
+@pytest.mark.parametrize("kind", ["discrete", "multidiscrete", "multibinary"])
+def test_stored_noise_reproduces_the_executed_actions(kind):
+    """b = H(z(θ, u)) at training time must be the action the env received: same θ, same stored u."""
+    model = RelaxA2C("MlpPolicy", _env(kind), seed=1, n_steps=16, device="cpu")
+    _, callback = model._setup_learn(total_timesteps=32, callback=None)
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=16)
+    buffer, policy = model.rollout_buffer, model.policy
+    obs = obs_as_tensor(buffer.observations.reshape(-1, *buffer.obs_shape), "cpu")
+    u = torch.as_tensor(buffer.noise_u.reshape(-1, buffer.noise_dim))
+    with torch.no_grad():
+        logits = policy.relaxation.logits(policy.get_distribution(obs))
+        _, actions = policy.relaxation.sample(logits, u)
+    stored = buffer.actions.reshape(actions.shape[0], -1)
+    np.testing.assert_array_equal(actions.reshape(stored.shape).numpy(), stored)
+    v = buffer.noise_v
+    assert 0 < v.min() and v.max() < 1 and buffer.noise_u.std() > 0.2  # real uniforms, stored
+
+
+class _DictActionEnv(gym.Env):
+    observation_space = spaces.Box(-1, 1, (2,))
+    action_space = spaces.Dict({"a": spaces.Discrete(2)})
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, dtype=np.float32), 0.0, True, False, {}
+
+
+def test_unsupported_action_space_gets_a_clear_error():
+    with pytest.raises(ValueError, match=r"Dict.*supported: Discrete, MultiDiscrete, MultiBinary.*Box"):
+        RelaxA2C("MlpPolicy", DummyVecEnv([_DictActionEnv]))
+
+
+def test_bad_arguments_get_clear_errors():
+    with pytest.raises(ValueError, match="cv_loss_space"):
+        RelaxA2C("MlpPolicy", "CartPole-v1", cv_loss_space="weights")
+    with pytest.raises(ValueError, match="cv_updates_per_step"):
+        RelaxA2C("MlpPolicy", "CartPole-v1", cv_updates_per_step=0)
+    with pytest.raises(ValueError, match="use_sde"):
+        RelaxA2C("MlpPolicy", "Pendulum-v1", use_sde=True)
+
+
+class _NaNReward(gym.Wrapper):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, float("nan"), terminated, truncated, info
+
+
+@pytest.mark.parametrize("cv", [True, False])
+def test_non_finite_update_is_refused_and_parameters_stay_finite(cv):
+    model = RelaxA2C("MlpPolicy", DummyVecEnv([lambda: _NaNReward(gym.make("CartPole-v1"))]), n_steps=4,
+                     action_dependent_cv=cv, device="cpu", seed=0)
+    before = _state(model)
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        model.learn(8)
+    after = _state(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_same_seed_gives_identical_parameters():
+    runs = []
+    for _ in range(2):
+        model = RelaxA2C("MlpPolicy", _env("discrete"), seed=11, n_steps=8, device="cpu")
+        model.learn(500)
+        runs.append(_state(model))
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("space", ["logits", "params"])
+def test_cv_loss_spaces_and_several_phi_steps_train(space):
+    model = RelaxA2C("MlpPolicy", _env("discrete"), seed=0, n_steps=8, cv_loss_space=space, cv_updates_per_step=3,
+                     cv_learning_rate=lambda progress: 1e-3 * progress, device="cpu")
+    phi = [p.detach().clone() for p in model.policy.cv_parameters()]
+    model.learn(320)
+    assert any(not torch.equal(a, p) for a, p in zip(phi, model.policy.cv_parameters(), strict=True))
+    assert model.logger.name_to_value["train/cv_learning_rate"] < 1e-3  # the schedule is applied
+
+
+class _StopAt(BaseCallback):
+    def __init__(self, reward: float):
+        super().__init__()
+        self.reward = reward
+
+    def _on_step(self) -> bool:
+        rewards = [info["r"] for info in self.model.ep_info_buffer]
+        return not (len(rewards) >= 20 and np.mean(rewards[-20:]) >= self.reward)
+
+
+def test_relax_a2c_learns_cartpole():
+    """The learning test: from a fixed seed, the mean return of the last 20 training episodes reaches 195."""
+    from relax_rl.envs import make_env
+
+    model = RelaxA2C("MlpPolicy", make_env("CartPole-v1", n_envs=8, seed=0), seed=0, device="cpu")
+    model.learn(60_000, callback=_StopAt(195.0))
+    rewards = [info["r"] for info in model.ep_info_buffer]
+    assert np.mean(rewards[-20:]) >= 195.0, f"last 20 episodes: {np.mean(rewards[-20:]):.1f}"
+
+
+def test_cnn_policy_trains_and_cv_reads_detached_features():
+    from stable_baselines3.common.envs import FakeImageEnv
+
+    env = DummyVecEnv([lambda: FakeImageEnv(screen_height=36, screen_width=36, n_channels=1, discrete=True)])
+    model = RelaxA2C("CnnPolicy", env, n_steps=4, seed=0, device="cpu",
+                     policy_kwargs={"features_extractor_kwargs": {"features_dim": 16}})
+    model.learn(16)
+    policy = model.policy
+    obs = torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(3)]))  # channel-first
+    features = policy.extract_features(obs)
+    action_input = torch.rand(3, policy.relaxation.noise_dim)
+    c_hat = policy.cv_value(features, action_input)
+    cnn_params = list(policy.features_extractor.parameters())
+    grads = torch.autograd.grad(c_hat.sum(), cnn_params, allow_unused=True)
+    assert all(g is None for g in grads)  # ĉ reads the shared CNN features detached: φ never moves the CNN
+    assert policy.cv_net.net[0].in_features == 16 + policy.relaxation.noise_dim
