@@ -264,22 +264,37 @@ class RelaxA2C(A2C):
         noise = (rollout_data.noise_u, rollout_data.noise_v) if self._stores_noise else (None, None)
         return self.policy.control_variate_terms(distribution, actions, features, *noise)
 
-    def _train_on_batch(self, rollout_data: Any) -> dict[str, Any]:
-        policy, cv_on = self.policy, self.action_dependent_cv
-        theta, phi = policy.theta_parameters(), policy.cv_parameters()
+    def _forward_batch(self, rollout_data: Any) -> dict[str, Any]:
+        """Evaluate the policy on a batch and build the surrogate S (DESIGN §4); nothing is stepped."""
         actions = rollout_data.actions
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions.long().flatten()
-        values, log_prob, entropy, distribution, features = policy.evaluate_actions_with_distribution(
+        values, log_prob, entropy, distribution, features = self.policy.evaluate_actions_with_distribution(
             rollout_data.observations, actions
         )
-        values = values.flatten()
         advantages = rollout_data.advantages
         if self.normalize_advantage:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
         c_z, c_z_tilde, c_z_tilde_cut = self._cv_terms(rollout_data, distribution, actions, features)
         policy_loss = -relax_surrogate(log_prob, advantages, c_z, c_z_tilde, c_z_tilde_cut).mean()
+        return dict(actions=actions, values=values.flatten(), log_prob=log_prob, entropy=entropy,
+                    distribution=distribution, features=features, advantages=advantages,
+                    c_z_tilde_cut=c_z_tilde_cut, policy_loss=policy_loss)
+
+    def policy_gradient(self, rollout_data: Any) -> list[torch.Tensor | None]:
+        """The estimate of ∇_θ J from one batch (ascent direction; no entropy bonus, no clipping), one entry per
+        parameter of ``policy.theta_parameters()`` (None where the estimate cannot reach, e.g. the value head);
+        nothing is stepped. Used by :mod:`relax_rl.diagnostics`."""
+        theta = self.policy.theta_parameters()
+        return list(torch.autograd.grad(-self._forward_batch(rollout_data)["policy_loss"], theta, allow_unused=True))
+
+    def _train_on_batch(self, rollout_data: Any) -> dict[str, Any]:
+        policy, cv_on = self.policy, self.action_dependent_cv
+        theta, phi = policy.theta_parameters(), policy.cv_parameters()
+        batch = self._forward_batch(rollout_data)
+        actions, values, log_prob, entropy = batch["actions"], batch["values"], batch["log_prob"], batch["entropy"]
+        distribution, features, advantages = batch["distribution"], batch["features"], batch["advantages"]
+        policy_loss, c_z_tilde_cut = batch["policy_loss"], batch["c_z_tilde_cut"]
         value_loss = F.mse_loss(rollout_data.returns, values)
         entropy_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
         loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
