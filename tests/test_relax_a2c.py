@@ -203,3 +203,17 @@ def test_cnn_policy_trains_and_cv_reads_detached_features():
     grads = torch.autograd.grad(c_hat.sum(), cnn_params, allow_unused=True)
     assert all(g is None for g in grads)  # ĉ reads the shared CNN features detached: φ never moves the CNN
     assert policy.cv_net.net[0].in_features == 16 + policy.relaxation.noise_dim
+
+
+def test_atari_cnn_policy_trains_on_frames_that_are_stacked_and_channel_first():
+    from relax_rl.envs import make_env
+
+    env = make_env("ALE/Pong-v5", n_envs=2, seed=0)
+    try:
+        model = RelaxA2C("CnnPolicy", env, n_steps=4, seed=0, device="cpu")
+        assert model.observation_space.shape == (4, 84, 84)
+        phi = [p.detach().clone() for p in model.policy.cv_parameters()]
+        model.learn(16)
+        assert any(not torch.equal(a, p) for a, p in zip(phi, model.policy.cv_parameters(), strict=True))
+    finally:
+        env.close()
