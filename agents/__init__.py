@@ -7,6 +7,7 @@ from relax_rl.agents.policies import (
     RelaxMultiInputActorCriticPolicy,
 )
 from relax_rl.agents.relax_a2c import RelaxA2C
+from relax_rl.agents.relax_ddpg import RelaxDDPG, RelaxDDPGPolicy
 
 MlpPolicy = RelaxActorCriticPolicy
 CnnPolicy = RelaxActorCriticCnnPolicy
@@ -14,6 +15,8 @@ MultiInputPolicy = RelaxMultiInputActorCriticPolicy
 
 __all__ = [
     "RelaxA2C",
+    "RelaxDDPG",
+    "RelaxDDPGPolicy",
     "RelaxActorCriticPolicy",
     "RelaxActorCriticCnnPolicy",
     "RelaxMultiInputActorCriticPolicy",

@@ -46,6 +46,9 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     :param cv_common_random_numbers: build z̃ from the v that reproduces z (DESIGN §3) instead of the stored v.
     """
 
+    #: ĉ's learned output scale starts here (0: a fresh estimator is A2C's); None: no scale.
+    cv_scale_init: float | None = 0.0
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -93,7 +96,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         action_inputs = self.relaxation.noise_dim if self.relaxation is not None else get_action_dim(self.action_space)
         features_dim = self.pi_features_extractor.features_dim
         self.cv_net = ControlVariateMLP(features_dim + action_inputs, self.cv_net_arch, self.cv_activation_fn,
-                                        scale_init=0.0)
+                                        scale_init=self.cv_scale_init)
         if self.relaxation is not None:
             self.cv_log_temperature = nn.Parameter(torch.tensor(math.log(self.cv_temperature_init)))
         self.cv_optimizer = self.cv_optimizer_class(self.cv_parameters(), lr=self.cv_learning_rate,

@@ -121,6 +121,8 @@ class RelaxA2C(A2C):
         )
         if cv_net_arch is not None:
             policy_kwargs["cv_net_arch"] = list(cv_net_arch)
+        if not isinstance(env, str) and getattr(env, "action_space", None) is not None:
+            self._check_action_space(env.action_space)  # before SB3's asserts, with a clear message
         try:
             super().__init__(
                 policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma, gae_lambda=gae_lambda,
@@ -130,13 +132,10 @@ class RelaxA2C(A2C):
                 tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, verbose=verbose, seed=seed,
                 device=device, _init_setup_model=False,
             )
-        except AssertionError as err:
-            if "action space" in str(err):
-                raise ValueError(
-                    f"RelaxA2C does not support the action space {getattr(self, 'action_space', '?')}; "
-                    "supported: Discrete, MultiDiscrete, MultiBinary (RELAX) and Box (LAX)"
-                ) from err
-            raise
+        except AssertionError as err:  # SB3 asserts on spaces it cannot handle: report them as bad input
+            raise ValueError(f"{type(self).__name__} cannot use this environment: {err}") from err
+        if getattr(self, "action_space", None) is not None:
+            self._check_action_space(self.action_space)
         self.action_dependent_cv = bool(action_dependent_cv)
         self.cv_learning_rate = cv_learning_rate
         self.cv_updates_per_step = int(cv_updates_per_step)
@@ -145,6 +144,15 @@ class RelaxA2C(A2C):
         self._grad_variance = 0.0
         if _init_setup_model:
             self._setup_model()
+
+    @classmethod
+    def _check_action_space(cls, space: spaces.Space) -> None:
+        """ValueError naming the space unless the algorithm supports it."""
+        if not isinstance(space, SUPPORTED_ACTION_SPACES):
+            raise ValueError(
+                f"{cls.__name__} does not support the action space {space}; supported: Discrete, MultiDiscrete, "
+                "MultiBinary (RELAX) and Box (LAX)"
+            )
 
     # ------------------------------------------------------------------------------------------
     # set-up and saving
@@ -272,14 +280,26 @@ class RelaxA2C(A2C):
         values, log_prob, entropy, distribution, features = self.policy.evaluate_actions_with_distribution(
             rollout_data.observations, actions
         )
-        advantages = rollout_data.advantages
-        if self.normalize_advantage:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        advantages = self._score_targets(rollout_data)
         c_z, c_z_tilde, c_z_tilde_cut = self._cv_terms(rollout_data, distribution, actions, features)
         policy_loss = -relax_surrogate(log_prob, advantages, c_z, c_z_tilde, c_z_tilde_cut).mean()
         return dict(actions=actions, values=values.flatten(), log_prob=log_prob, entropy=entropy,
                     distribution=distribution, features=features, advantages=advantages,
-                    c_z_tilde_cut=c_z_tilde_cut, policy_loss=policy_loss)
+                    c_z=c_z, c_z_tilde_cut=c_z_tilde_cut, policy_loss=policy_loss)
+
+    def _score_targets(self, rollout_data: Any) -> torch.Tensor:
+        """What multiplies log π before the control variate is subtracted: Â (A2C's advantage)."""
+        advantages = rollout_data.advantages
+        if self.normalize_advantage:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        return advantages
+
+    def _cv_extra_loss(self, rollout_data: Any, c_cut: Any) -> torch.Tensor | None:
+        """A term added to φ's variance objective (none for RelaxA2C)."""
+        return None
+
+    def _record_batch_diagnostics(self, batch: dict[str, Any], theta: list[torch.Tensor]) -> None:
+        """Extra per-batch diagnostics, computed before anything is stepped (none for RelaxA2C)."""
 
     def policy_gradient(self, rollout_data: Any) -> list[torch.Tensor | None]:
         """The estimate of ∇_θ J from one batch (ascent direction; no entropy bonus, no clipping), one entry per
@@ -299,6 +319,7 @@ class RelaxA2C(A2C):
         entropy_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
         loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
         _check_finite("loss", loss)
+        self._record_batch_diagnostics(batch, theta)
 
         # θ's gradient first, from the φ that predates this batch (so φ never depends on the batch it corrects)
         policy.optimizer.zero_grad()
@@ -315,16 +336,20 @@ class RelaxA2C(A2C):
                 if k > 0:  # φ moved: re-evaluate ĉ on the same batch
                     terms = self._cv_terms(rollout_data, distribution, actions, features)
                     policy_loss_k = -relax_surrogate(log_prob, advantages, *terms).mean()
+                    c_cut = terms[2]
                 else:
-                    policy_loss_k = policy_loss
+                    policy_loss_k, c_cut = policy_loss, c_z_tilde_cut
                 grads = torch.autograd.grad(policy_loss_k, targets, create_graph=True, retain_graph=True,
                                             allow_unused=True)
                 if k == 0 and reuse_cv_grads:
                     self._update_grad_variance(grads)
                 cv_loss = sum((g * g).sum() for g in grads if g is not None)
                 _check_finite("variance objective (cv_loss)", cv_loss)
+                extra = self._cv_extra_loss(rollout_data, c_cut)
+                total = cv_loss if extra is None else cv_loss + extra
+                _check_finite("control-variate loss", total)
                 policy.cv_optimizer.zero_grad()
-                cv_loss.backward(inputs=phi, retain_graph=True)
+                total.backward(inputs=phi, retain_graph=True)
                 _check_finite("gradient of the variance objective", *[p.grad for p in phi])
                 policy.cv_optimizer.step()
                 cv_losses.append(cv_loss.item())
@@ -352,7 +377,8 @@ class RelaxA2C(A2C):
 
     def _record_cv_diagnostics(self, cv_losses: list[float], advantages: torch.Tensor, c_hat: torch.Tensor) -> None:
         self.logger.record("train/cv_loss", cv_losses[0])
-        self.logger.record("train/cv_scale", self.policy.cv_net.scale.item())
+        if self.policy.cv_net.scale is not None:
+            self.logger.record("train/cv_scale", self.policy.cv_net.scale.item())
         if self.policy.relaxation is not None:
             self.logger.record("train/cv_temperature", self.policy.cv_temperature.item())
         # Is ĉ helping? It can only cancel noise in Â log π where it tracks the advantage.

@@ -7,11 +7,11 @@ from relax_rl.variance import EstimatorStepInfo, estimator_step, sample_gradient
 
 __version__ = "0.1.0"
 
-_AGENTS = ("RelaxA2C",)
+_AGENTS = ("RelaxA2C", "RelaxDDPG")
 
 
 def __getattr__(name: str):
-    """``from relax_rl import RelaxA2C`` without making the estimator core import SB3."""
+    """``from relax_rl import RelaxA2C, RelaxDDPG`` without making the estimator core import SB3."""
     if name in _AGENTS:
         from relax_rl import agents
 

@@ -26,9 +26,9 @@ class OneStepBandit(gym.Env):
 
     observation_space = spaces.Box(-2.0, 2.0, (2,), dtype=np.float32)
 
-    def __init__(self, continuous: bool = False):
+    def __init__(self, continuous: bool = False, bound: float = 100.0):
         self.continuous = continuous
-        self.action_space = (spaces.Box(-100.0, 100.0, (1,), dtype=np.float32) if continuous
+        self.action_space = (spaces.Box(-bound, bound, (1,), dtype=np.float32) if continuous
                              else spaces.Discrete(len(DISCRETE_REWARDS)))
 
     def reset(self, *, seed=None, options=None):

@@ -1,0 +1,136 @@
+"""RelaxDDPG: unbiased actor gradient for any critic (and the fresh-noise bug caught), Box-only, diagnostics,
+SB3 compatibility and save/load."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from test_agent_unbiased import OBS, TARGET, OneStepBandit
+
+from relax_rl import RelaxDDPG
+from relax_rl.agents import RelaxDDPGPolicy
+from relax_rl.diagnostics import gradient_estimates
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _bandit_model(seed=0):
+    # bounds ±5: with σ ≈ 1 the env's clip is hit with probability ~1e-6, so J has the closed form below
+    env = DummyVecEnv([lambda: OneStepBandit(continuous=True, bound=5.0)] * 8)
+    return RelaxDDPG("MlpPolicy", env, n_steps=2, seed=seed, device="cpu", learning_rate=1e-5,
+                     policy_kwargs={"net_arch": [8], "log_std_init": 0.0}, cv_net_arch=[32, 32])
+
+
+def _exact_actor_gradient(model):
+    """J = E_{a~N(μ,σ)}[−(a − t)²] = −((μ − t)² + σ²): exact gradient for every actor weight."""
+    policy = model.policy
+    dist = policy.get_distribution(torch.as_tensor(OBS).unsqueeze(0))
+    mean, std = dist.distribution.mean[0, 0], dist.distribution.stddev[0, 0]
+    objective = -((mean - TARGET) ** 2 + std**2)
+    named = {k: p for k, p in policy.named_parameters() if p.requires_grad}
+    grads = torch.autograd.grad(objective, list(named.values()), allow_unused=True)
+    return {k: g.numpy() for k, g in zip(named, grads, strict=True) if g is not None}
+
+
+def _max_z(model, n_batches=2000):
+    estimates = gradient_estimates(model, n_batches=n_batches, seed=1)
+    exact = _exact_actor_gradient(model)
+    assert set(estimates) == set(exact)  # the estimate reaches exactly the actor's parameters
+    worst = 0.0
+    for name, values in estimates.items():
+        flat = values.reshape(values.shape[0], -1)
+        se = flat.std(axis=0, ddof=1) / np.sqrt(flat.shape[0])
+        diff = flat.mean(axis=0) - exact[name].reshape(-1)
+        worst = max(worst, float(np.max(np.abs(diff[se > 1e-9] / se[se > 1e-9]))))
+    return worst
+
+
+@pytest.mark.parametrize("critic", ["untrained", "trained"])
+def test_actor_gradient_is_unbiased_for_any_critic(critic):
+    model = _bandit_model()
+    if critic == "trained":
+        model.learn(3000)  # the critic learns (θ barely moves at lr 1e-5)
+        assert model.logger.name_to_value["train/critic_regression_error"] < 5.0
+    assert _max_z(model) < 4.5
+
+
+def test_critic_at_fresh_noise_is_caught(monkeypatch):
+    """The original code evaluated the critic at a fresh noise draw instead of the executed action's ε."""
+    model = _bandit_model()
+    model.learn(3000)
+
+    def fresh_noise_terms(self, distribution, actions, features, *noise):
+        gaussian = distribution.distribution
+        fresh = gaussian.mean + gaussian.stddev * torch.randn_like(gaussian.mean)
+        c_fresh = self.cv_value(features, fresh)
+        return c_fresh, torch.zeros_like(c_fresh), self.cv_value(features, fresh.detach())
+
+    monkeypatch.setattr(RelaxDDPGPolicy, "control_variate_terms", fresh_noise_terms)
+    assert _max_z(model) > 8.0
+
+
+class _DiscreteEnv(gym.Env):
+    observation_space = spaces.Box(-1, 1, (2,))
+    action_space = spaces.Discrete(3)
+
+
+def test_box_only_with_clear_errors():
+    with pytest.raises(ValueError, match=r"Discrete.*supported: Box.*RelaxA2C"):
+        RelaxDDPG("MlpPolicy", "CartPole-v1")
+    env = DummyVecEnv([lambda: OneStepBandit(continuous=True)])
+    env.action_space = spaces.Box(-np.inf, np.inf, (1,), dtype=np.float32)
+    with pytest.raises(ValueError, match="bounded Box"):
+        RelaxDDPG("MlpPolicy", env)
+    with pytest.raises(ValueError, match="normalize_advantage"):
+        RelaxDDPG("MlpPolicy", "Pendulum-v1", normalize_advantage=True)
+    with pytest.raises(ValueError, match="cv_regression_coef"):
+        RelaxDDPG("MlpPolicy", "Pendulum-v1", cv_regression_coef=-1.0)
+
+
+def test_actor_mean_is_tanh_rescaled_to_the_bounds_and_critic_is_separate():
+    model = RelaxDDPG("MlpPolicy", "Pendulum-v1", seed=0, device="cpu")
+    policy = model.policy
+    obs = torch.as_tensor(np.stack([model.observation_space.sample() for _ in range(256)]))
+    with torch.no_grad():
+        policy.action_net.bias.fill_(50.0)  # saturate the tanh: the mean sits on the upper bound
+        mean = policy.get_distribution(obs).distribution.mean
+    torch.testing.assert_close(mean, torch.full_like(mean, 2.0))
+    assert policy.cv_net.net[0].out_features == 400 and policy.cv_net.net[2].out_features == 300
+    theta = {id(p) for p in policy.theta_parameters()}
+    assert not any(id(p) in theta for p in policy.cv_parameters())
+
+
+def test_diagnostics_callbacks_vecnormalize_and_save_load(tmp_path):
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    eval_env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=9), training=False, norm_reward=False)
+    model = RelaxDDPG("MlpPolicy", env, n_steps=8, seed=0, device="cpu", cv_net_arch=[32])
+    callbacks = [EvalCallback(eval_env, eval_freq=64, n_eval_episodes=1, log_path=str(tmp_path)),
+                 CheckpointCallback(save_freq=64, save_path=str(tmp_path / "ckpt"))]
+    model.learn(256, callback=callbacks, progress_bar=True)
+    logged = model.logger.name_to_value
+    for key in ("train/actor_grad_score_norm", "train/actor_grad_reparam_norm", "train/critic_variance_loss",
+                "train/critic_regression_error"):
+        assert np.isfinite(logged[key]), key
+    assert logged["train/actor_grad_score_norm"] > 0 and logged["train/actor_grad_reparam_norm"] > 0
+    assert (tmp_path / "evaluations.npz").exists() and len(list((tmp_path / "ckpt").iterdir())) == 2
+    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=1)
+    assert -2000 < mean <= 0
+    model.save(tmp_path / "ddpg.zip")
+    loaded = RelaxDDPG.load(tmp_path / "ddpg.zip", device="cpu")
+    obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    for a, b in zip(loaded.policy.cv_parameters(), model.policy.cv_parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert loaded.cv_regression_coef == model.cv_regression_coef
+    assert loaded.policy.cv_optimizer.state_dict()["state"].keys() == model.policy.cv_optimizer.state_dict()["state"].keys()
