@@ -133,4 +133,5 @@ def test_diagnostics_callbacks_vecnormalize_and_save_load(tmp_path):
     for a, b in zip(loaded.policy.cv_parameters(), model.policy.cv_parameters(), strict=True):
         assert torch.equal(a, b)
     assert loaded.cv_regression_coef == model.cv_regression_coef
-    assert loaded.policy.cv_optimizer.state_dict()["state"].keys() == model.policy.cv_optimizer.state_dict()["state"].keys()
+    loaded_state = loaded.policy.cv_optimizer.state_dict()["state"]
+    assert loaded_state.keys() == model.policy.cv_optimizer.state_dict()["state"].keys()
