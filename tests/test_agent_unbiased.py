@@ -92,14 +92,6 @@ def _max_z(model, continuous, n_batches=2000):
     return worst, estimates
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("continuous", [False, True], ids=["relax-discrete", "lax-continuous"])
 def test_agent_gradient_is_unbiased_with_trained_cv(continuous):
     model = _trained_model(continuous)

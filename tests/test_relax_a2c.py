@@ -14,14 +14,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from relax_rl import RelaxA2C
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _seeded(env):
     env.action_space.seed(0)  # SB3's identity envs draw their targets from their own action space
     return env

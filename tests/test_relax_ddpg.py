@@ -17,14 +17,6 @@ from relax_rl.agents import RelaxDDPGPolicy
 from relax_rl.diagnostics import gradient_estimates
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _bandit_model(seed=0):
     # bounds ±5: with σ ≈ 1 the env's clip is hit with probability ~1e-6, so J has the closed form below
     env = DummyVecEnv([lambda: OneStepBandit(continuous=True, bound=5.0)] * 8)
