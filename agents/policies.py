@@ -203,9 +203,10 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         if self.cv_common_random_numbers:
             noise_v = relaxation.common_noise(logits, noise_u, actions)
         z_tilde = relaxation.conditional(logits, actions, noise_v)
-        c_z = self.cv_value(features, relaxation.relax(z, temperature))
-        c_z_tilde = self.cv_value(features, relaxation.relax(z_tilde, temperature))
-        c_z_tilde_cut = self.cv_value(features, relaxation.relax(z_tilde.detach(), temperature))
+        # one pass of ĉ over the three stacked inputs (z, z̃, z̃ cut from θ) instead of three
+        relaxed = relaxation.relax(torch.cat([z, z_tilde, z_tilde.detach()]), temperature)
+        c_all = self.cv_value(features.repeat(3, *([1] * (features.dim() - 1))), relaxed)
+        c_z, c_z_tilde, c_z_tilde_cut = c_all.chunk(3)
         return c_z, c_z_tilde, c_z_tilde_cut
 
 

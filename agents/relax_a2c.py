@@ -321,12 +321,18 @@ class RelaxA2C(A2C):
         _check_finite("loss", loss)
         self._record_batch_diagnostics(batch, theta)
 
-        # θ's gradient first, from the φ that predates this batch (so φ never depends on the batch it corrects)
-        policy.optimizer.zero_grad()
-        loss.backward(inputs=theta, retain_graph=True)
-        _check_finite("gradient of the loss", *[p.grad for p in theta])
+        # θ's gradient comes from the φ that predates this batch (so φ never depends on the batch it corrects)
         reuse_cv_grads = cv_on and self.cv_loss_space == "params"
-        if not reuse_cv_grads:  # ĝ alone (without the value and entropy terms), for the running variance
+        policy.optimizer.zero_grad()
+        if reuse_cv_grads:
+            # ∇_θ policy_loss is built below with create_graph for φ's objective; reuse it for θ, and backprop
+            # only the value and entropy terms here (one pass through the actor saved)
+            rest = self.ent_coef * entropy_loss + self.vf_coef * value_loss
+            rest_grads = torch.autograd.grad(rest, theta, retain_graph=True, allow_unused=True)
+        else:
+            loss.backward(inputs=theta, retain_graph=True)
+            _check_finite("gradient of the loss", *[p.grad for p in theta])
+            # ĝ alone (without the value and entropy terms), for the running variance
             self._update_grad_variance(torch.autograd.grad(policy_loss, theta, retain_graph=True, allow_unused=True))
 
         cv_losses: list[float] = []
@@ -343,6 +349,10 @@ class RelaxA2C(A2C):
                                             allow_unused=True)
                 if k == 0 and reuse_cv_grads:
                     self._update_grad_variance(grads)
+                    for p, g, r in zip(theta, grads, rest_grads, strict=True):
+                        total_grad = (torch.zeros_like(p) if g is None else g.detach()) + (0 if r is None else r)
+                        p.grad = total_grad.clone()
+                    _check_finite("gradient of the loss", *[p.grad for p in theta])
                 cv_loss = sum((g * g).sum() for g in grads if g is not None)
                 _check_finite("variance objective (cv_loss)", cv_loss)
                 extra = self._cv_extra_loss(rollout_data, c_cut)
