@@ -1,6 +1,7 @@
 """Discrete VAE experiment (issue #6, paper §5.2): see experiments/vae/train.py for the details.
 
     python experiments/vae.py --model linear --estimator rebar relax --dataset mnist5k --steps 20000 --seeds 3
+    python experiments/vae.py --model two-layer --estimator rebar relax --plot --markdown results/vae.md
     python experiments/vae.py --quick --out /tmp/vae      # a smoke test that runs in seconds
 """
 
