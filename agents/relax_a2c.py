@@ -36,6 +36,7 @@ from relax_rl.agents.policies import (
 from relax_rl.agents.relaxations import DISCRETE_SPACES, ActionRelaxation
 from relax_rl.estimators import relax_surrogate
 from relax_rl.samplers import uniform_noise
+from relax_rl.variance import check_finite
 
 __all__ = ["RelaxA2C"]
 
@@ -43,12 +44,8 @@ SUPPORTED_ACTION_SPACES = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBi
 
 
 def _check_finite(name: str, *tensors: torch.Tensor | None) -> None:
-    for t in tensors:
-        if t is not None and not bool(torch.isfinite(t).all()):
-            raise FloatingPointError(
-                f"RelaxA2C update refused: non-finite {name}. No parameter was changed; lower the learning "
-                "rates, normalize observations/rewards, or check the environment's rewards."
-            )
+    check_finite(name, *tensors, hint="; lower the learning rates, normalize observations/rewards, or check the "
+                 "environment's rewards")
 
 
 class RelaxA2C(A2C):

@@ -16,18 +16,19 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["variance_loss", "estimator_step", "EstimatorStepInfo", "sample_gradients"]
+__all__ = ["check_finite", "variance_loss", "estimator_step", "EstimatorStepInfo", "sample_gradients"]
 
 
 def _as_list(tensors: torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tensor]:
     return [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
 
 
-def _check_finite(name: str, *tensors: torch.Tensor | None) -> None:
+def check_finite(name: str, *tensors: torch.Tensor | None, hint: str = "") -> None:
+    """FloatingPointError naming ``name`` if any tensor holds NaN or inf (call it before stepping anything)."""
     for t in tensors:
         if t is not None and not bool(torch.isfinite(t).all()):
             raise FloatingPointError(
-                f"non-finite {name}: refusing the update so that no parameter becomes NaN or inf"
+                f"non-finite {name}: refusing the update so that no parameter becomes NaN or inf{hint}"
             )
 
 
@@ -85,17 +86,17 @@ def estimator_step(
     if any(id(p) in theta_ids for p in phi):
         raise ValueError("θ and φ overlap: the control variate's parameters must not be in theta")
     loss, grads = variance_loss(surrogate, theta, reduction)
-    _check_finite("policy-gradient estimate ĝ", *grads)
-    _check_finite("variance objective ‖ĝ‖²", loss)
+    check_finite("policy-gradient estimate ĝ", *grads)
+    check_finite("variance objective ‖ĝ‖²", loss)
     if extra_loss is not None:
         extra = torch.autograd.grad(extra_loss, theta, retain_graph=True, allow_unused=True)
         grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
-        _check_finite("extra loss gradient", *[e for e in extra if e is not None])
+        check_finite("extra loss gradient", *[e for e in extra if e is not None])
     phi_trainable = [p for p in phi if p.requires_grad]
     if phi_trainable and loss.requires_grad:
         cv_optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=phi_trainable)
-        _check_finite("control-variate gradient ∇_φ‖ĝ‖²", *[p.grad for p in phi_trainable])
+        check_finite("control-variate gradient ∇_φ‖ĝ‖²", *[p.grad for p in phi_trainable])
     for p, g in zip(theta, grads, strict=True):
         p.grad = g.detach().clone()
     grad_norm = torch.linalg.vector_norm(torch.stack([g.detach().norm() for g in grads])).item()
