@@ -1,0 +1,270 @@
+"""The paper's "mean episodes to solve" table (issue #5 §2, DESIGN §7).
+
+Every run goes through the training pipeline (``relax_rl.cli.train``, i.e. ``python train.py``) with the
+packaged config of its algorithm, on a budget shared by every arm of an environment. Episodes to solve: the
+number of completed training episodes (all parallel envs together) at which the mean undiscounted return of
+the last 100 completed episodes first reaches the threshold; a run that never gets there is unsolved.
+
+    python experiments/rl_table.py --envs CartPole-v1 --out results/rl_table       # 10 seeds x 4 arms
+    python experiments/rl_table.py --quick --out /tmp/rl_table_quick                # smoke run, ~1 min
+
+Seeds run in parallel processes (``--workers``); each finished run is written to ``<out>/runs/`` at once, so
+an interrupted table picks up where it stopped when the same command is run again. Writes
+``<out>/rl_table.json``, ``<out>/rl_table.md`` and one learning-curve PNG per environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+WINDOW = 100
+
+# env id -> (thresholds, shared budget in timesteps, seeds)
+ENVS: dict[str, tuple[tuple[float, ...], int, int]] = {
+    "CartPole-v1": ((195.0, 475.0), 200_000, 10),
+    "LunarLander-v3": ((200.0,), 1_000_000, 5),
+    "InvertedPendulum-v5": ((950.0,), 300_000, 5),
+}
+
+# arm -> (algo, hyperparameter overrides, action-space kinds it applies to)
+ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "relax-a2c": ("relax-a2c", (), ("discrete", "box")),
+    "relax-a2c (c-hat off)": ("relax-a2c", ("action_dependent_cv=False",), ("discrete", "box")),
+    "a2c": ("a2c", (), ("discrete", "box")),
+    "ppo": ("ppo", (), ("discrete", "box")),
+    "relax-ddpg": ("relax-ddpg", (), ("box",)),
+}
+
+# The paper's numbers (episodes to solve, mean ± std), for the table's last column.
+PAPER = {
+    ("CartPole-v1", "a2c"): "1152 ± 90",
+    ("CartPole-v1", "relax-a2c"): "472 ± 114",
+    ("LunarLander-v3", "a2c"): "162374 ± 17241",
+    ("LunarLander-v3", "relax-a2c"): "68712 ± 20668",
+    ("InvertedPendulum-v5", "a2c"): "6243 ± 164",
+    ("InvertedPendulum-v5", "relax-a2c"): "2067 ± 412 (LAX)",
+}
+
+QUICK = {"envs": ["CartPole-v1"], "arms": ["relax-a2c", "a2c"], "seeds": 2, "budget": 20_000}
+
+
+def episodes_to_threshold(returns: list[float] | np.ndarray, threshold: float, window: int = WINDOW) -> int | None:
+    """1-based count of completed episodes at which the mean of the last ``window`` returns first reaches
+    ``threshold`` (a full window is required), or None if it never does."""
+    returns = np.asarray(returns, dtype=float)
+    if returns.size < window:
+        return None
+    moving = np.convolve(returns, np.ones(window) / window, mode="valid")  # moving[k]: episodes k .. k+window-1
+    hits = np.nonzero(moving >= threshold)[0]
+    return int(hits[0] + window) if hits.size else None
+
+
+class EpisodeRecorder(BaseCallback):
+    """Records every completed training episode (return, timestep) from the Monitor infos and stops training
+    once the 100-episode mean has reached the highest threshold."""
+
+    def __init__(self, stop_at: float | None) -> None:
+        super().__init__()
+        self.stop_at = stop_at
+        self.returns: list[float] = []
+        self.timesteps: list[int] = []
+        self._window: deque[float] = deque(maxlen=WINDOW)
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            episode = info.get("episode")
+            if episode is not None:
+                self.returns.append(float(episode["r"]))
+                self.timesteps.append(int(self.num_timesteps))
+                self._window.append(float(episode["r"]))
+        full = len(self._window) == WINDOW
+        return not (self.stop_at is not None and full and np.mean(self._window) >= self.stop_at)
+
+
+@dataclass(frozen=True)
+class Job:
+    env_id: str
+    arm: str
+    seed: int
+    budget: int
+    thresholds: tuple[float, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.env_id}__{self.arm}__seed{self.seed}".replace(" ", "_").replace("(", "").replace(")", "")
+
+
+def run_job(job: Job, log_folder: str) -> dict:
+    """One training run; returns its record (episodes to each threshold, returns, timing)."""
+    from relax_rl.cli import train
+
+    algo, overrides, _ = ARMS[job.arm]
+    argv = ["--algo", algo, "--env", job.env_id, "--seed", str(job.seed), "-n", str(job.budget),
+            "--eval-freq", "-1", "--save-freq", "-1", "--eval-episodes", "5", "--log-folder", log_folder,
+            "--tensorboard-log", "", "--no-progress", "--verbose", "0"]
+    if overrides:
+        argv += ["--hyperparams", *overrides]
+    recorder = EpisodeRecorder(stop_at=max(job.thresholds))
+    result = train(argv, callbacks=[recorder])
+    return {
+        "env_id": job.env_id, "arm": job.arm, "seed": job.seed, "budget": job.budget,
+        "episodes_to_solve": {f"{t:g}": episodes_to_threshold(recorder.returns, t) for t in job.thresholds},
+        "episodes": len(recorder.returns), "timesteps": result.num_timesteps, "wall_time_s": result.wall_time,
+        "fps": result.fps, "final_eval_mean": result.eval_mean,
+        "returns": [round(r, 2) for r in recorder.returns], "episode_timesteps": recorder.timesteps,
+    }
+
+
+def summarize(records: list[dict], threshold: float) -> dict:
+    """Median, mean ± std over solved runs, and solved/total."""
+    key = f"{threshold:g}"
+    solved = [r["episodes_to_solve"][key] for r in records if r["episodes_to_solve"][key] is not None]
+    return {
+        "threshold": threshold, "solved": len(solved), "total": len(records),
+        "median": float(np.median(solved)) if solved else None,
+        "mean": float(np.mean(solved)) if solved else None,
+        "std": float(np.std(solved, ddof=1)) if len(solved) > 1 else None,
+        "per_seed": {r["seed"]: r["episodes_to_solve"][key] for r in records},
+        "median_wall_time_s": float(np.median([r["wall_time_s"] for r in records])),
+    }
+
+
+def _fmt(x: float | None, digits: int = 0) -> str:
+    return "—" if x is None else f"{x:,.{digits}f}"
+
+
+def write_markdown(table: dict, path: str, command: str) -> None:
+    lines = ["# Episodes to solve", "", f"Command: `{command}`", "",
+             "Episodes: completed training episodes (all parallel envs together) until the mean return of the last "
+             f"{WINDOW} reaches the threshold (DESIGN §7). Mean ± std are over the solved runs; unsolved runs count "
+             "only in solved/total. Each arm uses its packaged config (`configs/<algo>.yml`) on the budget shown. "
+             "Runs stop once the highest threshold is reached.", "",
+             "| env | threshold | arm | solved | median | mean ± std | paper (mean ± std) | budget (steps) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for env_id, per_threshold in table.items():
+        for threshold_key, arms in per_threshold.items():
+            for arm, s in arms.items():
+                spread = "—" if s["mean"] is None else f"{s['mean']:,.0f} ± {_fmt(s['std'])}"
+                paper = PAPER.get((env_id, arm), "") if float(threshold_key) == ENVS[env_id][0][0] else ""
+                lines.append(f"| {env_id} | {threshold_key} | {arm} | {s['solved']}/{s['total']} | "
+                             f"{_fmt(s['median'])} | {spread} | {paper} | {s['budget']:,} |")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def plot_curves(env_id: str, records: dict[str, list[dict]], thresholds: tuple[float, ...], path: str) -> None:
+    """Median (band: 25th–75th percentile over seeds) of the 100-episode moving mean against completed episodes.
+    A run that stopped at the highest threshold holds its last value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for index, (arm, runs) in enumerate(records.items()):
+        curves = [np.convolve(r["returns"], np.ones(WINDOW) / WINDOW, mode="valid") for r in runs
+                  if len(r["returns"]) >= WINDOW]
+        if not curves:
+            continue
+        length = max(len(c) for c in curves)  # runs that stopped early hold their last value
+        stacked = np.stack([np.pad(c, (0, length - len(c)), mode="edge") for c in curves])
+        x = np.arange(WINDOW, WINDOW + length)
+        line = ax.plot(x, np.median(stacked, axis=0), label=f"{arm} ({len(curves)} seeds)",
+                       linestyle=("-", "--", ":", "-.")[index % 4])[0]  # styles tell overlapping arms apart
+        low, high = np.percentile(stacked, [25, 75], axis=0)
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12)
+    for threshold in thresholds:
+        ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="completed training episodes", ylabel=f"mean return of the last {WINDOW}", title=env_id)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def applies(arm: str, env_id: str) -> bool:
+    import gymnasium as gym
+
+    kind = "box" if isinstance(gym.spec(env_id).make().action_space, gym.spaces.Box) else "discrete"
+    return kind in ARMS[arm][2]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--envs", nargs="+", choices=list(ENVS), default=list(ENVS))
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per env (default: 10 CartPole, 5 others)")
+    parser.add_argument("--budget", type=int, default=None, help="timesteps per run (default: per env)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    parser.add_argument("--out", default="results/rl_table")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {QUICK['envs']}, arms {QUICK['arms']}, {QUICK['seeds']} seeds, "
+                             f"{QUICK['budget']:,} steps")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.envs, args.arms = QUICK["envs"], QUICK["arms"]
+        args.seeds = args.seeds or QUICK["seeds"]
+        args.budget = args.budget or QUICK["budget"]
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    runs_dir = os.path.join(args.out, "runs")
+    os.makedirs(runs_dir, exist_ok=True)
+    jobs = [Job(env_id, arm, seed, args.budget or ENVS[env_id][1], ENVS[env_id][0])
+            for env_id in args.envs for arm in args.arms if applies(arm, env_id)
+            for seed in range(args.seeds or ENVS[env_id][2])]
+    records: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        path = os.path.join(runs_dir, job.key + ".json")
+        if os.path.exists(path):
+            with open(path) as fh:
+                record = json.load(fh)
+            if record.get("budget") == job.budget:
+                records[job.key] = record
+                continue
+        todo.append(job)
+    print(f"{len(jobs)} runs: {len(records)} already done, {len(todo)} to go ({args.workers} workers)", flush=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as log_folder, ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = {pool.submit(run_job, job, log_folder): job for job in todo}
+        for done, future in enumerate(as_completed(futures), 1):
+            job, record = futures[future], future.result()
+            with open(os.path.join(runs_dir, job.key + ".json"), "w") as fh:
+                json.dump(record, fh)
+            records[job.key] = record
+            solved = ", ".join(f"{t}: {'—' if e is None else e}" for t, e in record["episodes_to_solve"].items())
+            print(f"[{done}/{len(todo)} {time.perf_counter() - start:.0f}s] {job.env_id} {job.arm} seed {job.seed}: "
+                  f"episodes to solve {solved} ({record['wall_time_s']:.0f} s, {record['fps']:.0f} fps)", flush=True)
+
+    table: dict[str, dict] = {}
+    for env_id in args.envs:
+        by_arm = {arm: [records[j.key] for j in jobs if j.env_id == env_id and j.arm == arm] for arm in args.arms}
+        by_arm = {arm: runs for arm, runs in by_arm.items() if runs}
+        table[env_id] = {f"{t:g}": {arm: {**summarize(runs, t), "budget": runs[0]["budget"]}
+                                    for arm, runs in by_arm.items()} for t in ENVS[env_id][0]}
+        plot_curves(env_id, by_arm, ENVS[env_id][0], os.path.join(args.out, f"{env_id}.png"))
+    command = " ".join(["python", "experiments/rl_table.py", *(argv if argv is not None else sys.argv[1:])])
+    with open(os.path.join(args.out, "rl_table.json"), "w") as fh:
+        json.dump({"command": command, "window": WINDOW, "table": table}, fh, indent=1)
+    write_markdown(table, os.path.join(args.out, "rl_table.md"), command)
+    return table
+
+
+if __name__ == "__main__":
+    main()
