@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,3 +64,57 @@ def test_rl_table_quick_runs_records_episodes_and_resumes(tmp_path, capsys):
     rl_table.main(["--quick", "--seeds", "1", "--budget", "3000", "--workers", "1", "--out", str(out)])
     assert "2 already done, 0 to go" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in runs] == mtimes
+
+
+variance = _load("variance")
+throughput = _load("throughput")
+
+
+def test_variance_probe_measures_both_estimators_at_the_models_theta():
+    from relax_rl import RelaxA2C
+    from relax_rl.envs import make_env
+
+    model = RelaxA2C("MlpPolicy", make_env("CartPole-v1", n_envs=4, seed=0), n_steps=5, seed=0, device="cpu")
+    model.learn(400)
+    probe = variance.VarianceProbe("CartPole-v1", budget=400, every=0.5, n_batches=4, seed=0)
+    probe.init_callback(model)
+    probe._on_training_start()
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    env, last_obs = model.env, model._last_obs
+    record = probe.measure()
+    twin = probe._twin.policy.state_dict()
+    for name, value in before.items():
+        assert torch.equal(model.policy.state_dict()[name], value), name  # the model is untouched
+        if not name.startswith("cv_"):
+            assert torch.equal(twin[name], value), name  # the ĉ-off twin holds the same θ
+    assert not probe._twin.action_dependent_cv and not any(k.startswith("cv_") for k in twin)
+    assert model.env is env and model._last_obs is last_obs
+    on, off = record["c_hat_on"]["total_variance"], record["c_hat_off"]["total_variance"]
+    assert record["ratio"] == pytest.approx(on / off)
+
+
+def test_variance_quick_writes_checkpoints_from_start_to_end(tmp_path):
+    results = variance.main(["--quick", "--budget", "800", "--out", str(tmp_path)])
+    checkpoints = results["CartPole-v1"]["runs"][0]["checkpoints"]
+    assert [c["timesteps"] for c in checkpoints] == [40, 400, 800]  # batch 8 envs x 5 steps; every 50%
+    assert all(c["c_hat_on"]["n_batches"] == 10 and c["c_hat_off"]["total_variance"] > 0 for c in checkpoints)
+    assert {p.name for p in tmp_path.iterdir()} == {"variance.json", "variance.md", "variance.png"}
+
+
+def test_throughput_arms_share_settings_and_networks():
+    models = {arm: throughput.build(arm, "CartPole-v1", 0) for arm in throughput.ARMS}
+    shapes = {arm: [tuple(p.shape) for n, p in m.policy.named_parameters() if not n.startswith("cv_")]
+              for arm, m in models.items()}
+    assert shapes["a2c"] == shapes["relax-a2c"] == shapes["relax-a2c (c-hat off)"]
+    for model in models.values():
+        assert (model.n_envs, model.n_steps, model.gamma) == (8, 5, 0.99)
+    assert models["relax-a2c"].action_dependent_cv and not models["relax-a2c (c-hat off)"].action_dependent_cv
+
+
+def test_throughput_quick_reports_consistent_ratios(tmp_path):
+    (result,) = throughput.main(["--quick", "--out", str(tmp_path)])
+    arms = result["arms"]
+    assert result["ratio_relax_to_a2c"] == pytest.approx(arms["relax-a2c"]["fps"] / arms["a2c"]["fps"])
+    for arm in arms.values():
+        assert arm["collect_s"] + arm["train_s"] <= arm["wall_s"]
+    assert "| CartPole-v1 | RelaxActorCriticPolicy | 8 × 5 |" in (tmp_path / "throughput.md").read_text()

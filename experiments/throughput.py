@@ -1,0 +1,161 @@
+"""Throughput: env steps per second of relax-a2c against SB3's A2C with identical settings (issue #5 §4).
+
+For each environment, relax-a2c (ĉ on), the same code with ĉ off, and SB3's ``A2C`` are built from
+``configs/relax-a2c.yml`` (a2c.yml holds the same values): same env, n_envs, n_steps and networks. They run
+``--steps`` timesteps each, interleaved over ``--repeats`` rounds in one process on one machine, and the
+median fps of each is kept (DESIGN §7: a ratio; absolute fps is noise here). The time spent inside
+``train()`` (the update) and inside ``collect_rollouts()`` is recorded too; the update-time difference
+between ĉ on and ĉ off is ĉ's cost (its forward passes and the variance objective's double backprop).
+
+    python experiments/throughput.py --out results/throughput
+    python experiments/throughput.py --quick --out /tmp/throughput_quick
+
+Writes ``throughput.json`` and ``throughput.md``. Run it alone: another busy process skews the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+ENVS = {"CartPole-v1": 20_000, "LunarLander-v3": 20_000, "InvertedPendulum-v5": 10_000, "ALE/Pong-v5": 1_024}
+ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c")
+QUICK = {"envs": ["CartPole-v1"], "steps": 800, "repeats": 1}
+
+
+def build(arm: str, env_id: str, seed: int) -> Any:
+    """The model of one arm, on the settings of configs/relax-a2c.yml for ``env_id``."""
+    from stable_baselines3 import A2C
+
+    from relax_rl import RelaxA2C
+    from relax_rl.envs import is_atari, make_env
+    from relax_rl.hyperparams import build_algo_kwargs, load_packaged_config, lookup_entry
+
+    entry = dict(lookup_entry(load_packaged_config("relax-a2c"), env_id, is_atari(env_id)))
+    entry.pop("n_timesteps", None)
+    policy = entry.pop("policy", "MlpPolicy")
+    if arm == "a2c":
+        entry.pop("action_dependent_cv", None)
+        entry = {k: v for k, v in entry.items() if not k.startswith("cv_")}
+        algo_class = A2C
+    else:
+        entry["action_dependent_cv"] = arm == "relax-a2c"
+        algo_class = RelaxA2C
+    kwargs, special = build_algo_kwargs(entry, algo_class)
+    env = make_env(env_id, n_envs=special.get("n_envs", 1), seed=seed, normalize=special["normalize"],
+                   normalize_kwargs=special.get("normalize_kwargs"), env_kwargs=special.get("env_kwargs"),
+                   frame_stack=special.get("frame_stack"))
+    return algo_class(policy, env, seed=seed, device="cpu", **kwargs)
+
+
+def timed(model: Any, steps: int) -> dict[str, float]:
+    """Learn ``steps`` timesteps; fps and the seconds spent in collect_rollouts and train."""
+    spent = {"collect": 0.0, "train": 0.0}
+
+    def wrap(name: str, key: str) -> None:
+        inner = getattr(model, name)
+
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - start
+
+        setattr(model, name, timed_call)
+
+    wrap("collect_rollouts", "collect")
+    wrap("train", "train")
+    start_steps, start = model.num_timesteps, time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    wall = time.perf_counter() - start
+    del model.collect_rollouts, model.train  # back to the class methods
+    fps = (model.num_timesteps - start_steps) / wall
+    return {"fps": fps, "wall_s": wall, **{f"{key}_s": seconds for key, seconds in spent.items()}}
+
+
+def measure_env(env_id: str, steps: int, repeats: int, seed: int) -> dict:
+    from relax_rl.envs import is_atari
+
+    cnn = is_atari(env_id)
+    torch.set_num_threads(torch.get_num_threads() if cnn else 1)
+    models = {arm: build(arm, env_id, seed) for arm in ARMS}
+    for model in models.values():  # warm-up: first calls allocate buffers and build autograd state
+        timed(model, max(model.n_envs * model.n_steps * 2, steps // 10))
+    rounds: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for _ in range(repeats):
+        for arm, model in models.items():
+            rounds[arm].append(timed(model, steps))
+    summary = {arm: {key: float(np.median([r[key] for r in rs])) for key in rs[0]} for arm, rs in rounds.items()}
+    a2c, off, on = (summary[a] for a in ARMS)
+    model = models["relax-a2c"]
+    return {
+        "env_id": env_id, "n_envs": model.n_envs, "n_steps": model.n_steps, "policy": type(model.policy).__name__,
+        "steps": steps, "repeats": repeats, "arms": summary, "rounds": rounds,
+        "ratio_relax_to_a2c": on["fps"] / a2c["fps"],
+        "ratio_c_hat_off_to_a2c": off["fps"] / a2c["fps"],
+        "update_share_relax": on["train_s"] / on["wall_s"],
+        "c_hat_share_of_update": max(on["train_s"] - off["train_s"], 0.0) / on["train_s"],
+    }
+
+
+def write_markdown(results: list[dict], path: str, command: str) -> None:
+    lines = ["# Throughput: relax-a2c against SB3 A2C, same settings", "", f"Command: `{command}`", "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+             f"{torch.__version__}. Median over the rounds of env steps per second; the three arms run interleaved "
+             "in one process. Goal: ratio ≥ 0.8 on the MLP tasks. 'ĉ share of update' = (update time with ĉ on − "
+             "with ĉ off) / update time with ĉ on.", "",
+             "| env | policy | n_envs × n_steps | A2C fps | ĉ-off fps | relax fps | relax / A2C | ĉ-off / A2C "
+             "| update share of relax time | ĉ share of update |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        a = r["arms"]
+        lines.append(f"| {r['env_id']} | {r['policy']} | {r['n_envs']} × {r['n_steps']} | {a['a2c']['fps']:,.0f} | "
+                     f"{a['relax-a2c (c-hat off)']['fps']:,.0f} | {a['relax-a2c']['fps']:,.0f} | "
+                     f"{r['ratio_relax_to_a2c']:.2f} | {r['ratio_c_hat_off_to_a2c']:.2f} | "
+                     f"{r['update_share_relax']:.0%} | {r['c_hat_share_of_update']:.0%} |")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--envs", nargs="+", default=list(ENVS))
+    parser.add_argument("--steps", type=int, default=None, help="timesteps per round (default: per env)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per arm")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results/throughput")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.envs, args.steps, args.repeats = QUICK["envs"], args.steps or QUICK["steps"], QUICK["repeats"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    results = []
+    for env_id in args.envs:
+        result = measure_env(env_id, args.steps or ENVS.get(env_id, 10_000), args.repeats, args.seed)
+        print(f"{env_id}: relax/A2C {result['ratio_relax_to_a2c']:.2f}, "
+              f"ĉ-off/A2C {result['ratio_c_hat_off_to_a2c']:.2f}, "
+              f"ĉ share of update {result['c_hat_share_of_update']:.0%}", flush=True)
+        results.append(result)
+    command = " ".join(["python", "experiments/throughput.py", *(argv if argv is not None else sys.argv[1:])])
+    with open(os.path.join(args.out, "throughput.json"), "w") as fh:
+        json.dump({"command": command, "results": results}, fh, indent=1)
+    write_markdown(results, os.path.join(args.out, "throughput.md"), command)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Gradient variance along training: relax-a2c against the same code with ĉ ≡ 0, at the same θ (issue #5 §3).
+
+Trains relax-a2c with its packaged config through the training pipeline. At every ``--every`` fraction of the
+budget (after the rollout, before the update) the policy is frozen and two estimators are measured on a
+separate measurement environment (VecNormalize statistics copied from training, frozen):
+
+- ĉ on: the model's own RELAX/LAX estimate, ``relax_rl.diagnostics.gradient_estimates``;
+- ĉ off: a RelaxA2C with ``action_dependent_cv=False`` (SB3's A2C estimate, Â ∇log π) holding the same θ.
+
+Each gets ``--batches`` rollout batches of the training size (n_envs × n_steps; trajectories continue between
+batches, as in training), and the total variance Σ_i Var(ĝ_i) across batches (DESIGN §7).
+
+    python experiments/variance.py --envs CartPole-v1 InvertedPendulum-v5 --out results/variance
+    python experiments/variance.py --quick --out /tmp/variance_quick
+
+Writes ``variance.json``, ``variance.md`` (ratios ĉ-on / ĉ-off) and ``variance.png`` (log-variance against
+training progress, the paper's figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecNormalize
+
+from relax_rl.diagnostics import gradient_estimates, gradient_variance
+
+BUDGETS = {"CartPole-v1": 200_000, "InvertedPendulum-v5": 300_000, "LunarLander-v3": 500_000}
+QUICK = {"envs": ["CartPole-v1"], "budget": 4_000, "batches": 10, "every": 0.5}
+
+
+def _find_normalize(env) -> VecNormalize | None:
+    while env is not None:
+        if isinstance(env, VecNormalize):
+            return env
+        env = getattr(env, "venv", None)
+    return None
+
+
+class VarianceProbe(BaseCallback):
+    """At each checkpoint, the total gradient variance with ĉ on and ĉ off at the model's current θ."""
+
+    def __init__(self, env_id: str, budget: int, every: float, n_batches: int, seed: int) -> None:
+        super().__init__()
+        self.env_id, self.n_batches, self.seed = env_id, n_batches, seed
+        self.checkpoints = [int(round(f * budget)) for f in np.arange(0.0, 1.0 + 1e-9, every)]
+        self.records: list[dict] = []
+        self._measure_env = None
+        self._twin = None
+
+    def _on_training_start(self) -> None:
+        from relax_rl import RelaxA2C
+        from relax_rl.envs import make_env
+
+        model = self.model
+        train_norm = _find_normalize(model.get_env())
+        kwargs = {}
+        if train_norm is not None:
+            kwargs = dict(normalize=True, normalize_kwargs=dict(norm_obs=train_norm.norm_obs,
+                                                                norm_reward=train_norm.norm_reward,
+                                                                gamma=train_norm.gamma))
+        self._measure_env = make_env(self.env_id, n_envs=model.n_envs, seed=10_000 + self.seed, **kwargs)
+        policy_kwargs = {k: v for k, v in model.policy_kwargs.items()
+                         if not k.startswith("cv_") and k != "action_dependent_cv"}
+        self._twin = RelaxA2C(type(model.policy), self._measure_env, n_steps=model.n_steps, gamma=model.gamma,
+                              gae_lambda=model.gae_lambda, normalize_advantage=model.normalize_advantage,
+                              action_dependent_cv=False, policy_kwargs=policy_kwargs, device=model.device,
+                              seed=self.seed)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        due = False
+        while self.checkpoints and self.num_timesteps >= self.checkpoints[0]:
+            self.checkpoints.pop(0)
+            due = True
+        if due:
+            self.records.append(self.measure())
+
+    def measure(self) -> dict:
+        model, twin = self.model, self._twin
+        measure_norm, train_norm = _find_normalize(self._measure_env), _find_normalize(model.get_env())
+        if measure_norm is not None:
+            measure_norm.obs_rms, measure_norm.ret_rms = copy.deepcopy(train_norm.obs_rms), copy.deepcopy(
+                train_norm.ret_rms)
+        missing, _ = twin.policy.load_state_dict(model.policy.state_dict(), strict=False)
+        if missing:
+            raise RuntimeError(f"the ĉ-off twin has parameters the model lacks: {missing}")
+        saved_env, saved_obs, saved_starts = model.env, model._last_obs, model._last_episode_starts
+        model.env, model._last_obs = self._measure_env, None
+        try:
+            on = gradient_variance(gradient_estimates(model, self.n_batches, seed=self.seed + self.num_timesteps))
+        finally:
+            model.env, model._last_obs, model._last_episode_starts = saved_env, saved_obs, saved_starts
+        twin._last_obs = None
+        off = gradient_variance(gradient_estimates(twin, self.n_batches, seed=self.seed + self.num_timesteps))
+        record = {"timesteps": int(self.num_timesteps), "c_hat_on": on, "c_hat_off": off,
+                  "ratio": on["total_variance"] / off["total_variance"]}
+        print(f"{self.env_id} step {self.num_timesteps}: log var on {on['log_total_variance']:.3f}, "
+              f"off {off['log_total_variance']:.3f}, ratio {record['ratio']:.3f}", flush=True)
+        return record
+
+
+def run_env(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -> dict:
+    from relax_rl.cli import train
+
+    budget = args.budget or BUDGETS.get(env_id, 200_000)
+    probe = VarianceProbe(env_id, budget, args.every, args.batches, seed)
+    argv = ["--algo", "relax-a2c", "--env", env_id, "--seed", str(seed), "-n", str(budget), "--eval-freq", "-1",
+            "--save-freq", "-1", "--eval-episodes", "5", "--log-folder", log_folder, "--tensorboard-log", "",
+            "--no-progress", "--verbose", "0"]
+    result = train(argv, callbacks=[probe])
+    return {"env_id": env_id, "seed": seed, "budget": budget, "final_eval_mean": result.eval_mean,
+            "checkpoints": probe.records}
+
+
+def summarize(runs: list[dict]) -> dict:
+    ratios = [c["ratio"] for run in runs for c in run["checkpoints"]]
+    return {"n_checkpoints": len(ratios), "median_ratio": float(np.median(ratios)),
+            "geometric_mean_ratio": float(np.exp(np.mean(np.log(ratios)))), "max_ratio": float(np.max(ratios)),
+            "checkpoints_at_or_below_half": int(sum(r <= 0.5 for r in ratios))}
+
+
+def write_markdown(results: dict, path: str, command: str) -> None:
+    lines = ["# Gradient variance: relax-a2c with ĉ on against ĉ off, same θ", "", f"Command: `{command}`", "",
+             "Total variance Σ_i Var(ĝ_i) over independent rollout batches of the training size, at frozen θ "
+             "(DESIGN §7). Ratio = ĉ on / ĉ off; the goal is ≤ 0.5.", ""]
+    for env_id, entry in results.items():
+        s = entry["summary"]
+        lines += [f"## {env_id}", "",
+                  f"Median ratio {s['median_ratio']:.3f}, geometric mean {s['geometric_mean_ratio']:.3f}, "
+                  f"max {s['max_ratio']:.3f}; {s['checkpoints_at_or_below_half']}/{s['n_checkpoints']} "
+                  "checkpoints at or below 0.5.", "",
+                  "| seed | timesteps | log var ĉ on | log var ĉ off | ratio |", "|---|---|---|---|---|"]
+        for run in entry["runs"]:
+            for c in run["checkpoints"]:
+                lines.append(f"| {run['seed']} | {c['timesteps']:,} | {c['c_hat_on']['log_total_variance']:.3f} | "
+                             f"{c['c_hat_off']['log_total_variance']:.3f} | {c['ratio']:.3f} |")
+        lines.append("")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines))
+
+
+def plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
+    for ax, (env_id, entry) in zip(axes[0], results.items(), strict=True):
+        for key, label, color in (("c_hat_off", "ĉ off (A2C)", "tab:blue"), ("c_hat_on", "ĉ on (relax)", "tab:red")):
+            for i, run in enumerate(entry["runs"]):
+                x = [c["timesteps"] / run["budget"] for c in run["checkpoints"]]
+                y = [c[key]["log_total_variance"] for c in run["checkpoints"]]
+                ax.plot(x, y, color=color, marker="o", markersize=3, label=label if i == 0 else None)
+        ax.set(title=env_id, xlabel="fraction of the training budget", ylabel="log total gradient variance")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "InvertedPendulum-v5"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--budget", type=int, default=None, help="timesteps per run (default: per env)")
+    parser.add_argument("--batches", type=int, default=100, help="rollout batches per measurement (>= 2)")
+    parser.add_argument("--every", type=float, default=0.1, help="measure every this fraction of the budget")
+    parser.add_argument("--out", default="results/variance")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.envs, args.budget, args.batches, args.every = QUICK["envs"], args.budget or QUICK["budget"], \
+            QUICK["batches"], QUICK["every"]
+    if not 0 < args.every <= 1:
+        parser.error(f"--every must be in (0, 1], got {args.every}")
+    if args.batches < 2:
+        parser.error(f"--batches must be >= 2, got {args.batches}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as log_folder:
+        for env_id in args.envs:
+            runs = [run_env(env_id, seed, args, log_folder) for seed in args.seeds]
+            results[env_id] = {"runs": runs, "summary": summarize(runs)}
+    command = " ".join(["python", "experiments/variance.py", *(argv if argv is not None else sys.argv[1:])])
+    with open(os.path.join(args.out, "variance.json"), "w") as fh:
+        json.dump({"command": command, "results": results}, fh, indent=1)
+    write_markdown(results, os.path.join(args.out, "variance.md"), command)
+    plot(results, os.path.join(args.out, "variance.png"))
+    return results
+
+
+if __name__ == "__main__":
+    main()
