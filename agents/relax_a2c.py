@@ -58,10 +58,15 @@ class RelaxA2C(A2C):
     :param cv_net_arch: hidden sizes of ĉ (default [32, 32]).
     :param cv_updates_per_step: φ steps per rollout (θ always uses the φ from before this rollout's φ steps,
         so φ never depends on the batch it corrects).
+    :param cv_update_interval: φ steps on every k-th update only (k ≥ 1); the updates between use ĉ as it is and
+        skip the variance objective's double backprop, the main cost of ĉ (θ's estimate stays unbiased).
     :param cv_loss_space: ``"params"``: ĝ over all policy weights (DESIGN §3 default); ``"logits"``: ĝ over the
         per-sample distribution parameters (cheaper, lower-noise variant).
     :param cv_common_random_numbers: build z̃ with common random numbers (DESIGN §3).
     :param cv_temperature_init: initial temperature of the relaxation fed to ĉ.
+    :param log_grad_variance: log ``train/grad_variance``, a running estimate of the estimator's variance. It is
+        free when ĉ is trained on the weights' gradient (it reuses that gradient); otherwise it costs an extra
+        backward pass per update. Default (None): on exactly when it is free.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -70,6 +75,8 @@ class RelaxA2C(A2C):
         "MultiInputPolicy": RelaxMultiInputActorCriticPolicy,
     }
     policy: RelaxActorCriticPolicy
+    log_grad_variance: bool = True  # models saved before these options existed
+    cv_update_interval: int = 1
 
     def __init__(
         self,
@@ -91,9 +98,11 @@ class RelaxA2C(A2C):
         cv_learning_rate: float | Schedule = 1e-3,
         cv_net_arch: list[int] | None = None,
         cv_updates_per_step: int = 1,
+        cv_update_interval: int = 1,
         cv_loss_space: str = "params",
         cv_common_random_numbers: bool = False,
         cv_temperature_init: float = 1.0,
+        log_grad_variance: bool | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -104,6 +113,8 @@ class RelaxA2C(A2C):
     ) -> None:
         if cv_loss_space not in ("params", "logits"):
             raise ValueError(f"cv_loss_space must be 'params' or 'logits', got {cv_loss_space!r}")
+        if int(cv_update_interval) < 1:
+            raise ValueError(f"cv_update_interval must be >= 1, got {cv_update_interval}")
         if int(cv_updates_per_step) < 1:
             raise ValueError(f"cv_updates_per_step must be >= 1, got {cv_updates_per_step}")
         if action_dependent_cv and use_sde:
@@ -136,7 +147,10 @@ class RelaxA2C(A2C):
         self.action_dependent_cv = bool(action_dependent_cv)
         self.cv_learning_rate = cv_learning_rate
         self.cv_updates_per_step = int(cv_updates_per_step)
+        self.cv_update_interval = int(cv_update_interval)
         self.cv_loss_space = cv_loss_space
+        free = self.action_dependent_cv and cv_loss_space == "params"
+        self.log_grad_variance = free if log_grad_variance is None else bool(log_grad_variance)
         self._grad_mean: torch.Tensor | None = None
         self._grad_variance = 0.0
         if _init_setup_model:
@@ -255,11 +269,13 @@ class RelaxA2C(A2C):
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/explained_variance", explained_var)
-        for key in ("entropy_loss", "policy_loss", "value_loss", "grad_variance"):
+        for key in ("entropy_loss", "policy_loss", "value_loss"):
             self.logger.record(f"train/{key}", stats[key])
+        if self.log_grad_variance:
+            self.logger.record("train/grad_variance", stats["grad_variance"])
         if hasattr(policy, "log_std"):
             self.logger.record("train/std", torch.exp(policy.log_std).mean().item())
-        if self.action_dependent_cv:
+        if self.action_dependent_cv and stats["cv_loss"]:  # (none on updates that skip φ's step)
             self._record_cv_diagnostics(stats["cv_loss"], stats["advantages"], stats["c_hat"])
 
     def _cv_terms(self, rollout_data: Any, distribution: Any, actions: torch.Tensor, features: torch.Tensor):
@@ -319,7 +335,8 @@ class RelaxA2C(A2C):
         self._record_batch_diagnostics(batch, theta)
 
         # θ's gradient comes from the φ that predates this batch (so φ never depends on the batch it corrects)
-        reuse_cv_grads = cv_on and self.cv_loss_space == "params"
+        step_cv = cv_on and self._n_updates % self.cv_update_interval == 0
+        reuse_cv_grads = step_cv and self.cv_loss_space == "params"
         policy.optimizer.zero_grad()
         if reuse_cv_grads:
             # ∇_θ policy_loss is built below with create_graph for φ's objective; reuse it for θ, and backprop
@@ -329,11 +346,14 @@ class RelaxA2C(A2C):
         else:
             loss.backward(inputs=theta, retain_graph=True)
             _check_finite("gradient of the loss", *[p.grad for p in theta])
-            # ĝ alone (without the value and entropy terms), for the running variance
-            self._update_grad_variance(torch.autograd.grad(policy_loss, theta, retain_graph=True, allow_unused=True))
+            # ĝ alone (without the value and entropy terms), for the running variance; with ĉ trained on the
+            # weights' gradient it is only tracked on the updates that compute that gradient anyway
+            if self.log_grad_variance and not (cv_on and self.cv_loss_space == "params"):
+                self._update_grad_variance(torch.autograd.grad(policy_loss, theta, retain_graph=True,
+                                                               allow_unused=True))
 
         cv_losses: list[float] = []
-        if cv_on:
+        if step_cv:
             targets = self._estimate_targets(distribution, theta)
             for k in range(self.cv_updates_per_step):
                 if k > 0:  # φ moved: re-evaluate ĉ on the same batch
@@ -345,7 +365,8 @@ class RelaxA2C(A2C):
                 grads = torch.autograd.grad(policy_loss_k, targets, create_graph=True, retain_graph=True,
                                             allow_unused=True)
                 if k == 0 and reuse_cv_grads:
-                    self._update_grad_variance(grads)
+                    if self.log_grad_variance:
+                        self._update_grad_variance(grads)
                     for p, g, r in zip(theta, grads, rest_grads, strict=True):
                         total_grad = (torch.zeros_like(p) if g is None else g.detach()) + (0 if r is None else r)
                         p.grad = total_grad.clone()

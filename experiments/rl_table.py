@@ -44,7 +44,10 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "a2c": ("a2c", (), ("discrete", "box")),
     "ppo": ("ppo", (), ("discrete", "box")),
     "relax-ddpg": ("relax-ddpg", (), ("box",)),
+    # optional (not in the default --arms): φ's step on every 4th update only, the cheaper variant
+    "relax-a2c (phi every 4th update)": ("relax-a2c", ("cv_update_interval=4",), ("discrete", "box")),
 }
+DEFAULT_ARMS = ["relax-a2c", "relax-a2c (c-hat off)", "a2c", "ppo", "relax-ddpg"]
 
 # The paper's numbers (episodes to solve, mean ± std), for the table's last column.
 PAPER = {
@@ -203,7 +206,7 @@ def applies(arm: str, env_id: str) -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", choices=list(ENVS), default=list(ENVS))
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=DEFAULT_ARMS)
     parser.add_argument("--seeds", type=int, default=None, help="seeds per env (default: 10 CartPole, 5 others)")
     parser.add_argument("--budget", type=int, default=None, help="timesteps per run (default: per env)")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")

@@ -1,11 +1,11 @@
 """Throughput: env steps per second of relax-a2c against SB3's A2C with identical settings (issue #5 §4).
 
-For each environment, relax-a2c (ĉ on), the same code with ĉ off, and SB3's ``A2C`` are built from
-``configs/relax-a2c.yml`` (a2c.yml holds the same values): same env, n_envs, n_steps and networks. They run
-``--steps`` timesteps each, interleaved over ``--repeats`` rounds in one process on one machine, and the
-median fps of each is kept (DESIGN §7: a ratio; absolute fps is noise here). The time spent inside
-``train()`` (the update) and inside ``collect_rollouts()`` is recorded too; the update-time difference
-between ĉ on and ĉ off is ĉ's cost (its forward passes and the variance objective's double backprop).
+For each environment, relax-a2c (ĉ on), relax-a2c with ``cv_update_interval=4``, the same code with ĉ off,
+and SB3's ``A2C`` are built from ``configs/relax-a2c.yml`` (a2c.yml holds the same values): same env, n_envs,
+n_steps and networks. They run ``--steps`` timesteps each, interleaved over ``--repeats`` rounds in one process
+on one machine, and the median fps of each is kept (DESIGN §7: a ratio; absolute fps is noise here). The
+time spent inside ``train()`` (the update) and inside ``collect_rollouts()`` is recorded too; the update-time
+difference between ĉ on and ĉ off is ĉ's cost (its forward passes and the variance objective's double backprop).
 
     python experiments/throughput.py --out results/throughput
     python experiments/throughput.py --quick --out /tmp/throughput_quick
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 ENVS = {"CartPole-v1": 20_000, "LunarLander-v3": 20_000, "InvertedPendulum-v5": 10_000, "ALE/Pong-v5": 1_024}
-ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c")
+ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c", "relax-a2c (phi every 4th update)")
 QUICK = {"envs": ["CartPole-v1"], "steps": 800, "repeats": 1}
 
 
@@ -47,7 +47,9 @@ def build(arm: str, env_id: str, seed: int) -> Any:
         entry = {k: v for k, v in entry.items() if not k.startswith("cv_")}
         algo_class = A2C
     else:
-        entry["action_dependent_cv"] = arm == "relax-a2c"
+        entry["action_dependent_cv"] = arm != "relax-a2c (c-hat off)"
+        if arm == "relax-a2c (phi every 4th update)":
+            entry["cv_update_interval"] = 4
         algo_class = RelaxA2C
     kwargs, special = build_algo_kwargs(entry, algo_class)
     env = make_env(env_id, n_envs=special.get("n_envs", 1), seed=seed, normalize=special["normalize"],
@@ -95,13 +97,14 @@ def measure_env(env_id: str, steps: int, repeats: int, seed: int) -> dict:
         for arm, model in models.items():
             rounds[arm].append(timed(model, steps))
     summary = {arm: {key: float(np.median([r[key] for r in rs])) for key in rs[0]} for arm, rs in rounds.items()}
-    a2c, off, on = (summary[a] for a in ARMS)
+    a2c, off, on, every4 = (summary[a] for a in ARMS)
     model = models["relax-a2c"]
     return {
         "env_id": env_id, "n_envs": model.n_envs, "n_steps": model.n_steps, "policy": type(model.policy).__name__,
         "steps": steps, "repeats": repeats, "arms": summary, "rounds": rounds,
         "ratio_relax_to_a2c": on["fps"] / a2c["fps"],
         "ratio_c_hat_off_to_a2c": off["fps"] / a2c["fps"],
+        "ratio_relax_every4_to_a2c": every4["fps"] / a2c["fps"],
         "update_share_relax": on["train_s"] / on["wall_s"],
         "c_hat_share_of_update": max(on["train_s"] - off["train_s"], 0.0) / on["train_s"],
     }
@@ -114,13 +117,14 @@ def write_markdown(results: list[dict], path: str, command: str) -> None:
              "in one process. Goal: ratio ≥ 0.8 on the MLP tasks. 'ĉ share of update' = (update time with ĉ on − "
              "with ĉ off) / update time with ĉ on.", "",
              "| env | policy | n_envs × n_steps | A2C fps | ĉ-off fps | relax fps | relax / A2C | ĉ-off / A2C "
-             "| update share of relax time | ĉ share of update |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| relax, φ every 4th update / A2C | update share of relax time | ĉ share of update |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         a = r["arms"]
         lines.append(f"| {r['env_id']} | {r['policy']} | {r['n_envs']} × {r['n_steps']} | {a['a2c']['fps']:,.0f} | "
                      f"{a['relax-a2c (c-hat off)']['fps']:,.0f} | {a['relax-a2c']['fps']:,.0f} | "
                      f"{r['ratio_relax_to_a2c']:.2f} | {r['ratio_c_hat_off_to_a2c']:.2f} | "
+                     f"{r['ratio_relax_every4_to_a2c']:.2f} | "
                      f"{r['update_share_relax']:.0%} | {r['c_hat_share_of_update']:.0%} |")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -117,6 +117,8 @@ def run_env(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -
     argv = ["--algo", "relax-a2c", "--env", env_id, "--seed", str(seed), "-n", str(budget), "--eval-freq", "-1",
             "--save-freq", "-1", "--eval-episodes", "5", "--log-folder", log_folder, "--tensorboard-log", "",
             "--no-progress", "--verbose", "0"]
+    if args.hyperparams:
+        argv += ["--hyperparams", *args.hyperparams]
     result = train(argv, callbacks=[probe])
     return {"env_id": env_id, "seed": seed, "budget": budget, "final_eval_mean": result.eval_mean,
             "checkpoints": probe.records}
@@ -176,6 +178,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=int, default=None, help="timesteps per run (default: per env)")
     parser.add_argument("--batches", type=int, default=100, help="rollout batches per measurement (>= 2)")
     parser.add_argument("--every", type=float, default=0.1, help="measure every this fraction of the budget")
+    parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="overrides of relax-a2c's packaged config, as for train.py")
     parser.add_argument("--out", default="results/variance")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     args = parser.parse_args(argv)

@@ -24,10 +24,14 @@ def _as_list(tensors: torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tenso
 
 
 def check_finite(name: str, *tensors: torch.Tensor | None, hint: str = "") -> None:
-    """FloatingPointError naming ``name`` if any tensor holds NaN or inf (call it before stepping anything)."""
-    for t in tensors:
-        if t is not None and not bool(torch.isfinite(t).all()):
-            raise FloatingPointError(
+    """FloatingPointError naming ``name`` if any tensor holds NaN or inf (call it before stepping anything).
+    One fused check over all tensors: a per-tensor loop costs one small op per parameter on every update."""
+    present = [t.reshape(-1) for t in tensors if t is not None]
+    if not present:
+        return
+    flat = present[0] if len(present) == 1 else torch.cat(present)
+    if not bool(torch.isfinite(flat).all()):
+        raise FloatingPointError(
                 f"non-finite {name}: refusing the update so that no parameter becomes NaN or inf{hint}"
             )
 
