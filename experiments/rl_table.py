@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -147,8 +148,9 @@ def _fmt(x: float | None, digits: int = 0) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
-def write_markdown(table: dict, path: str, command: str) -> None:
-    lines = ["# Episodes to solve", "", f"Command: `{command}`", "",
+def write_markdown(table: dict, path: str, commands: list[str]) -> None:
+    lines = ["# Episodes to solve", "", "Commands (each adds its runs to this table; rerunning one resumes it):", "",
+             *[f"    {command}" for command in commands], "",
              "Episodes: completed training episodes (all parallel envs together) until the mean return of the last "
              f"{WINDOW} reaches the threshold (DESIGN §7). Mean ± std are over the solved runs; unsolved runs count "
              "only in solved/total. Each arm uses its packaged config (`configs/<algo>.yml`) on the budget shown. "
@@ -255,17 +257,29 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[{done}/{len(todo)} {time.perf_counter() - start:.0f}s] {job.env_id} {job.arm} seed {job.seed}: "
                   f"episodes to solve {solved} ({record['wall_time_s']:.0f} s, {record['fps']:.0f} fps)", flush=True)
 
+    # the table covers every run in <out>/runs, from this invocation or earlier ones (one table per out dir)
+    everything: dict[str, dict[str, list[dict]]] = {}
+    for name in sorted(os.listdir(runs_dir)):
+        with open(os.path.join(runs_dir, name)) as fh:
+            record = json.load(fh)
+        everything.setdefault(record["env_id"], {}).setdefault(record["arm"], []).append(record)
     table: dict[str, dict] = {}
-    for env_id in args.envs:
-        by_arm = {arm: [records[j.key] for j in jobs if j.env_id == env_id and j.arm == arm] for arm in args.arms}
-        by_arm = {arm: runs for arm, runs in by_arm.items() if runs}
+    for env_id in [e for e in ENVS if e in everything]:
+        by_arm = {arm: sorted(everything[env_id][arm], key=lambda r: r["seed"]) for arm in ARMS
+                  if arm in everything[env_id]}
         table[env_id] = {f"{t:g}": {arm: {**summarize(runs, t), "budget": runs[0]["budget"]}
                                     for arm, runs in by_arm.items()} for t in ENVS[env_id][0]}
         plot_curves(env_id, by_arm, ENVS[env_id][0], os.path.join(args.out, f"{env_id}.png"))
-    command = " ".join(["python", "experiments/rl_table.py", *(argv if argv is not None else sys.argv[1:])])
-    with open(os.path.join(args.out, "rl_table.json"), "w") as fh:
-        json.dump({"command": command, "window": WINDOW, "table": table}, fh, indent=1)
-    write_markdown(table, os.path.join(args.out, "rl_table.md"), command)
+    command = shlex.join(["python", "experiments/rl_table.py", *(argv if argv is not None else sys.argv[1:])])
+    json_path = os.path.join(args.out, "rl_table.json")
+    commands = []
+    if os.path.exists(json_path):
+        with open(json_path) as fh:
+            commands = json.load(fh).get("commands", [])
+    commands = [*[c for c in commands if c != command], command]
+    with open(json_path, "w") as fh:
+        json.dump({"commands": commands, "window": WINDOW, "table": table}, fh, indent=1)
+    write_markdown(table, os.path.join(args.out, "rl_table.md"), commands)
     return table
 
 

@@ -24,3 +24,18 @@ def test_readme_estimator_example_reaches_the_stated_theta():
     finally:
         torch.set_num_threads(threads)
     assert abs(float(out.getvalue()) - stated) < 5e-4
+
+
+def test_readme_rl_table_rows_match_the_committed_results():
+    import json
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    with open(os.path.join(ROOT, "results", "rl_table", "rl_table.json"), encoding="utf-8") as fh:
+        table = json.load(fh)["table"]["CartPole-v1"]
+    for arm, label in (("relax-a2c", "relax-a2c"), ("relax-a2c (c-hat off)", "relax-a2c, ĉ off (= SB3 A2C)"),
+                       ("ppo", "SB3 PPO (RL Zoo settings)")):
+        low, high = table["195"][arm], table["475"][arm]
+        row = (f"| {label} | {low['solved']}/{low['total']} | {low['median']:.0f} | {low['mean']:.0f} ± "
+               f"{low['std']:.0f} | {high['solved']}/{high['total']} | {high['median']:.0f} |")
+        assert row in readme, row
