@@ -369,3 +369,29 @@ def test_a_few_hundred_steps_raise_a_two_layer_elbo(name):
 def test_cli_accepts_every_model():
     for model in models.MODELS:
         assert train.parse_args(["--model", model]).model == model
+
+
+def test_two_layer_negative_control_hard_objective_at_a_relaxed_layer_two_is_biased(monkeypatch):
+    """If layer 1's f at the hard b₁ also used the relaxed layer 2 (the Concrete shortcut), layer 1 would follow
+    the relaxed objective: the enumeration check must then fail for layer 1, where the real code passes it.
+
+    Measured (temperature 10): largest error 0.011 for the real code, 0.121 with the shortcut (gradients ≤ 0.39)."""
+    model = _tiny_two_layer_model()
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=torch.float64)
+    thetas = train.layer_parameters(model)
+    exact = torch.autograd.grad(_exact_neg_elbo_two_layer(model, x), thetas[0])
+
+    def layer_one_error() -> float:
+        torch.manual_seed(1)
+        estimators = [make_estimator("rebar", 2, n_in, baseline="none", cv_hidden=4, temperature=10.0).double()
+                      for n_in in (3, 2)]
+        n = 20000
+        surrogates, _ = train.encoder_surrogates(model, estimators, x.repeat(n, 1), offset=2.0)
+        estimate = torch.autograd.grad(surrogates[0].sum() / n, thetas[0])
+        return max(float((e - g).abs().max()) for e, g in zip(estimate, exact, strict=True))
+
+    assert layer_one_error() < 0.05
+    original = train.layer_surrogate
+    monkeypatch.setattr(train, "layer_surrogate",
+                        lambda est, logits, f_hard, f_relaxed, *a: original(est, logits, f_relaxed, f_relaxed, *a))
+    assert layer_one_error() > 0.1
