@@ -39,3 +39,17 @@ def test_readme_rl_table_rows_match_the_committed_results():
         row = (f"| {label} | {low['solved']}/{low['total']} | {low['median']:.0f} | {low['mean']:.0f} ± "
                f"{low['std']:.0f} | {high['solved']}/{high['total']} | {high['median']:.0f} |")
         assert row in readme, row
+
+
+def test_readme_inverted_pendulum_rows_match_the_committed_results():
+    import json
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    with open(os.path.join(ROOT, "results", "rl_table", "rl_table.json"), encoding="utf-8") as fh:
+        table = json.load(fh)["table"]["InvertedPendulum-v5"]["950"]
+    for arm, label in (("relax-a2c", "relax-a2c (LAX)"), ("a2c", "SB3 A2C"), ("ppo", "SB3 PPO (RL Zoo settings)"),
+                       ("relax-ddpg", "relax-ddpg")):
+        s = table[arm]
+        row = f"| {label} | {s['solved']}/{s['total']} | {s['median']:,.0f} | {s['mean']:,.0f} ± {s['std']:,.0f} |"
+        assert row in readme, row
