@@ -32,8 +32,8 @@ def check_finite(name: str, *tensors: torch.Tensor | None, hint: str = "") -> No
     flat = present[0] if len(present) == 1 else torch.cat(present)
     if not bool(torch.isfinite(flat).all()):
         raise FloatingPointError(
-                f"non-finite {name}: refusing the update so that no parameter becomes NaN or inf{hint}"
-            )
+            f"non-finite {name}: refusing the update so that no parameter becomes NaN or inf{hint}"
+        )
 
 
 def variance_loss(

@@ -121,6 +121,40 @@ def test_bad_arguments_get_clear_errors():
         RelaxA2C("MlpPolicy", "CartPole-v1", cv_updates_per_step=0)
     with pytest.raises(ValueError, match="use_sde"):
         RelaxA2C("MlpPolicy", "Pendulum-v1", use_sde=True)
+    with pytest.raises(ValueError, match="cv_update_interval"):
+        RelaxA2C("MlpPolicy", "CartPole-v1", cv_update_interval=0)
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_cv_update_interval_steps_phi_on_every_kth_update_only(kind):
+    model = RelaxA2C("MlpPolicy", _env(kind), n_steps=4, seed=0, device="cpu", cv_update_interval=3)
+    phi_history = []
+
+    class RecordPhi(BaseCallback):
+        def _on_rollout_start(self) -> None:  # before each collection, i.e. after the previous update
+            phi_history.append([p.detach().clone() for p in model.policy.cv_parameters()])
+
+        def _on_step(self) -> bool:
+            return True
+
+    model.learn(7 * 2 * 4, callback=RecordPhi())  # 7 updates, numbered 0..6: φ steps on 0, 3 and 6
+    phi_history.append([p.detach().clone() for p in model.policy.cv_parameters()])
+    moved = [any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+             for before, after in zip(phi_history, phi_history[1:], strict=False)]
+    assert moved == [True, False, False, True, False, False, True]
+    steps = {float(state["step"]) for state in model.policy.cv_optimizer.state_dict()["state"].values()}
+    assert steps == {3.0}
+
+
+def test_grad_variance_is_logged_where_free_or_when_asked():
+    def logged(**kwargs):
+        model = RelaxA2C("MlpPolicy", _env("discrete"), n_steps=4, seed=0, device="cpu", **kwargs)
+        model.learn(2 * 4 * 6)
+        return model.logger.name_to_value.get("train/grad_variance")
+
+    assert logged() > 0  # ĉ on, weights' gradient: reused, free
+    assert logged(action_dependent_cv=False) is None  # ĉ off: it would cost a backward pass, so off by default
+    assert logged(action_dependent_cv=False, log_grad_variance=True) > 0
 
 
 class _NaNReward(gym.Wrapper):
