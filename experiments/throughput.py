@@ -141,6 +141,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.envs, args.steps, args.repeats = QUICK["envs"], args.steps or QUICK["steps"], QUICK["repeats"]
+    from relax_rl.envs import is_atari
+    from relax_rl.hyperparams import load_packaged_config, lookup_entry
+
+    configs = load_packaged_config("relax-a2c")
+    for env_id in args.envs:
+        if lookup_entry(configs, env_id, is_atari(env_id)) is None:
+            parser.error(f"no relax-a2c entry for {env_id!r} in configs/relax-a2c.yml; entries: {', '.join(configs)}")
     return args
 
 

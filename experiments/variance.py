@@ -190,6 +190,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--every must be in (0, 1], got {args.every}")
     if args.batches < 2:
         parser.error(f"--batches must be >= 2, got {args.batches}")
+    from relax_rl.envs import is_atari
+    from relax_rl.hyperparams import load_packaged_config, lookup_entry
+
+    configs = load_packaged_config("relax-a2c")
+    for env_id in args.envs:
+        if lookup_entry(configs, env_id, is_atari(env_id)) is None:
+            parser.error(f"no relax-a2c entry for {env_id!r} in configs/relax-a2c.yml; entries: {', '.join(configs)}")
     return args
 
 

@@ -118,3 +118,17 @@ def test_throughput_quick_reports_consistent_ratios(tmp_path):
     for arm in arms.values():
         assert arm["collect_s"] + arm["train_s"] <= arm["wall_s"]
     assert "| CartPole-v1 | RelaxActorCriticPolicy | 8 × 5 |" in (tmp_path / "throughput.md").read_text()
+
+
+@pytest.mark.parametrize("script", ["variance", "throughput"])
+def test_unconfigured_env_is_a_clear_argument_error(script, capsys):
+    with pytest.raises(SystemExit):
+        {"variance": variance, "throughput": throughput}[script].parse_args(["--envs", "Foo-v1"])
+    assert "no relax-a2c entry for 'Foo-v1'" in capsys.readouterr().err
+
+
+def test_rl_table_rejects_unknown_envs_and_arms(capsys):
+    for argv in (["--envs", "Foo-v1"], ["--arms", "sac"]):
+        with pytest.raises(SystemExit):
+            rl_table.parse_args(argv)
+        assert "invalid choice" in capsys.readouterr().err
