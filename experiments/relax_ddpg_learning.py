@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 
 import numpy as np
 import torch
 
 from relax_rl.cli import train
+from relax_rl.runs import command_line
 
 THRESHOLDS = {"InvertedPendulum-v5": 950.0, "Pendulum-v1": -200.0, "InvertedDoublePendulum-v5": 9000.0}
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
                 metrics[env_id][arm] = {"overrides": overrides, "runs": runs,
                                         "summary": summarize(runs, THRESHOLDS.get(env_id, float("inf")))}
                 print(env_id, arm, json.dumps(metrics[env_id][arm]["summary"]), flush=True)
-    command = " ".join(["python", "experiments/relax_ddpg_learning.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line("experiments/relax_ddpg_learning.py", argv)
     with open(os.path.join(args.out, "metrics.json"), "w") as fh:
         json.dump({"command": command, "metrics": metrics}, fh, indent=1)
     write_markdown(metrics, os.path.join(args.out, "learning.md"), command)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 import tempfile
 import time
 from collections import deque
@@ -28,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+
+from relax_rl.runs import command_line
 
 WINDOW = 100
 
@@ -201,7 +201,9 @@ def plot_curves(env_id: str, records: dict[str, list[dict]], thresholds: tuple[f
 def applies(arm: str, env_id: str) -> bool:
     import gymnasium as gym
 
-    kind = "box" if isinstance(gym.spec(env_id).make().action_space, gym.spaces.Box) else "discrete"
+    env = gym.make(env_id)
+    kind = "box" if isinstance(env.action_space, gym.spaces.Box) else "discrete"
+    env.close()
     return kind in ARMS[arm][2]
 
 
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
         table[env_id] = {f"{t:g}": {arm: {**summarize(runs, t), "budget": runs[0]["budget"]}
                                     for arm, runs in by_arm.items()} for t in ENVS[env_id][0]}
         plot_curves(env_id, by_arm, ENVS[env_id][0], os.path.join(args.out, f"{env_id}.png"))
-    command = shlex.join(["python", "experiments/rl_table.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line("experiments/rl_table.py", argv)
     json_path = os.path.join(args.out, "rl_table.json")
     commands = []
     if os.path.exists(json_path):

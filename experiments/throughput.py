@@ -19,12 +19,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from typing import Any
 
 import numpy as np
 import torch
+
+from relax_rl.runs import command_line
 
 ENVS = {"CartPole-v1": 20_000, "LunarLander-v3": 20_000, "InvertedPendulum-v5": 10_000, "ALE/Pong-v5": 1_024}
 ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c", "relax-a2c (phi every 4th update)")
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
               f"ĉ-off/A2C {result['ratio_c_hat_off_to_a2c']:.2f}, "
               f"ĉ share of update {result['c_hat_share_of_update']:.0%}", flush=True)
         results.append(result)
-    command = " ".join(["python", "experiments/throughput.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line("experiments/throughput.py", argv)
     with open(os.path.join(args.out, "throughput.json"), "w") as fh:
         json.dump({"command": command, "results": results}, fh, indent=1)
     write_markdown(results, os.path.join(args.out, "throughput.md"), command)

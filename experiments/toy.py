@@ -18,13 +18,13 @@ import json
 import math
 import multiprocessing as mp
 import os
-import sys
 import time
 
 import numpy as np
 import torch
 
 from relax_rl import REBAR, REINFORCE, RELAX, estimator_step, sample_gradients
+from relax_rl.runs import command_line
 
 ESTIMATORS = ("reinforce", "rebar", "relax", "relaxed-rebar")
 DEFAULT_ESTIMATORS = ("reinforce", "rebar", "relax")
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
         json.dump(metrics, fh, indent=2)
     curves = runs  # seed 0 keeps its learned φ (state_dict), for re-plotting
     with open(os.path.join(args.out, "curves.json"), "w") as fh:
-        json.dump({"command": " ".join(["python", "experiments/toy.py", *(argv if argv is not None else sys.argv[1:])]),
+        json.dump({"command": command_line("experiments/toy.py", argv),
                    "args": {k: v for k, v in vars(args).items()}, "runs": curves}, fh)
     plot_curves(runs, os.path.join(args.out, "toy.png"), args.target)
     plot_relaxation(runs, os.path.join(args.out, "relaxation.png"), args)

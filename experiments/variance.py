@@ -23,25 +23,17 @@ import argparse
 import copy
 import json
 import os
-import sys
 import tempfile
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
 from relax_rl.diagnostics import gradient_estimates, gradient_variance
+from relax_rl.runs import command_line
 
 BUDGETS = {"CartPole-v1": 200_000, "InvertedPendulum-v5": 300_000, "LunarLander-v3": 500_000}
 QUICK = {"envs": ["CartPole-v1"], "budget": 4_000, "batches": 10, "every": 0.5}
-
-
-def _find_normalize(env) -> VecNormalize | None:
-    while env is not None:
-        if isinstance(env, VecNormalize):
-            return env
-        env = getattr(env, "venv", None)
-    return None
 
 
 class VarianceProbe(BaseCallback):
@@ -60,7 +52,7 @@ class VarianceProbe(BaseCallback):
         from relax_rl.envs import make_env
 
         model = self.model
-        train_norm = _find_normalize(model.get_env())
+        train_norm = unwrap_vec_normalize(model.get_env())
         kwargs = {}
         if train_norm is not None:
             kwargs = dict(normalize=True, normalize_kwargs=dict(norm_obs=train_norm.norm_obs,
@@ -87,7 +79,7 @@ class VarianceProbe(BaseCallback):
 
     def measure(self) -> dict:
         model, twin = self.model, self._twin
-        measure_norm, train_norm = _find_normalize(self._measure_env), _find_normalize(model.get_env())
+        measure_norm, train_norm = unwrap_vec_normalize(self._measure_env), unwrap_vec_normalize(model.get_env())
         if measure_norm is not None:
             measure_norm.obs_rms, measure_norm.ret_rms = copy.deepcopy(train_norm.obs_rms), copy.deepcopy(
                 train_norm.ret_rms)
@@ -208,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         for env_id in args.envs:
             runs = [run_env(env_id, seed, args, log_folder) for seed in args.seeds]
             results[env_id] = {"runs": runs, "summary": summarize(runs)}
-    command = " ".join(["python", "experiments/variance.py", *(argv if argv is not None else sys.argv[1:])])
+    command = command_line("experiments/variance.py", argv)
     with open(os.path.join(args.out, "variance.json"), "w") as fh:
         json.dump({"command": command, "results": results}, fh, indent=1)
     write_markdown(results, os.path.join(args.out, "variance.md"), command)

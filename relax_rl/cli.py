@@ -38,6 +38,7 @@ from relax_rl.runs import (
     EVAL_SEED_OFFSET,
     Run,
     RunCheckpointCallback,
+    command_line,
     count_episodes,
     eval_callback,
     new_run_dir,
@@ -178,8 +179,7 @@ def _namespace(args: argparse.Namespace | Sequence[str] | None) -> tuple[argpars
 def _command(argv: Sequence[str]) -> str:
     """The command line as typed: ``python train.py ...`` or ``relax-rl-train ...``."""
     program = sys.argv[0] or "train.py"
-    prefix = ["python", program] if program.endswith(".py") else [Path(program).name]
-    return shlex.join([*prefix, *argv])
+    return command_line(program, argv) if program.endswith(".py") else shlex.join([Path(program).name, *argv])
 
 
 def train(args: argparse.Namespace | Sequence[str] | None = None, callbacks: Sequence[BaseCallback] = (),

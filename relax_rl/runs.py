@@ -16,8 +16,10 @@ import pickle
 import platform
 import random
 import re
+import shlex
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +53,12 @@ CHECKPOINTS = "checkpoints"
 _PREFIX = "rl_model"
 _CHECKPOINT = re.compile(rf"^{_PREFIX}_(\d+)_steps\.zip$")
 EVAL_SEED_OFFSET = 1_000_000
+
+
+def command_line(program: str, argv: Sequence[str] | None = None) -> str:
+    """``python <program> <args>``, shell-quoted, recorded beside results so that they can be redone
+    (``argv`` None: this process's ``sys.argv[1:]``)."""
+    return shlex.join(["python", program, *(sys.argv[1:] if argv is None else argv)])
 
 
 @dataclass
