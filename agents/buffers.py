@@ -14,7 +14,13 @@ import torch
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
-__all__ = ["RelaxRolloutBuffer", "RelaxDictRolloutBuffer", "RelaxRolloutBufferSamples"]
+__all__ = [
+    "CriticTargetRolloutBuffer",
+    "CriticTargetRolloutBufferSamples",
+    "RelaxDictRolloutBuffer",
+    "RelaxRolloutBuffer",
+    "RelaxRolloutBufferSamples",
+]
 
 
 class RelaxRolloutBufferSamples(NamedTuple):
@@ -26,6 +32,16 @@ class RelaxRolloutBufferSamples(NamedTuple):
     returns: torch.Tensor
     noise_u: torch.Tensor
     noise_v: torch.Tensor
+
+
+class CriticTargetRolloutBufferSamples(NamedTuple):
+    observations: torch.Tensor
+    actions: torch.Tensor
+    old_values: torch.Tensor
+    old_log_prob: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    critic_targets: torch.Tensor
 
 
 class _NoiseStorage:
@@ -77,3 +93,43 @@ class RelaxDictRolloutBuffer(_NoiseStorage, DictRolloutBuffer):
     def __init__(self, *args, noise_dim: int = 1, **kwargs) -> None:
         self._init_noise(noise_dim)
         super().__init__(*args, **kwargs)
+
+
+class CriticTargetRolloutBuffer(RolloutBuffer):
+    """RolloutBuffer that also holds TD(λ_c) targets for an action-value critic, next to SB3's TD(λ) returns.
+
+    With δ_t = r_t + γ (1 − d_{t+1}) V(s_{t+1}) − V(s_t), the target is y_t = V(s_t) + Σ_k (γ λ_c)^k δ_{t+k}
+    (the recursion SB3 uses for ``returns``, with λ_c in place of ``gae_lambda``). λ_c = 0 gives the one-step
+    target r_t + γ V(s_{t+1}): on a deterministic environment E[y_t | s_t, a_t] = Q(s_t, a_t) up to V's error, and
+    none of the later actions' noise enters it. Extra constructor argument: ``critic_lambda`` in [0, 1].
+    """
+
+    def __init__(self, *args, critic_lambda: float = 0.0, **kwargs) -> None:
+        if not 0.0 <= critic_lambda <= 1.0:
+            raise ValueError(f"critic_lambda must be in [0, 1], got {critic_lambda}")
+        self.critic_lambda = float(critic_lambda)
+        super().__init__(*args, **kwargs)
+
+    def reset(self) -> None:
+        self.critic_targets = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+        super().reset()
+
+    def compute_returns_and_advantage(self, last_values: torch.Tensor, dones: np.ndarray) -> None:
+        super().compute_returns_and_advantage(last_values, dones)
+        next_values = last_values.clone().cpu().numpy().flatten()
+        next_non_terminal = 1.0 - dones.astype(np.float32)
+        trace = np.zeros(self.n_envs, dtype=np.float32)
+        for step in reversed(range(self.buffer_size)):
+            delta = self.rewards[step] + self.gamma * next_values * next_non_terminal - self.values[step]
+            trace = delta + self.gamma * self.critic_lambda * next_non_terminal * trace
+            self.critic_targets[step] = trace + self.values[step]
+            next_values, next_non_terminal = self.values[step], 1.0 - self.episode_starts[step]
+
+    def get(self, batch_size: int | None = None) -> Generator[CriticTargetRolloutBufferSamples, None, None]:
+        if not self.generator_ready:
+            self.critic_targets = self.swap_and_flatten(self.critic_targets)
+        yield from super().get(batch_size)
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> CriticTargetRolloutBufferSamples:
+        base = super()._get_samples(batch_inds, env)
+        return CriticTargetRolloutBufferSamples(*base, self.to_torch(self.critic_targets[batch_inds].flatten()))

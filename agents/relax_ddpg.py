@@ -26,6 +26,7 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from torch import nn
 from torch.nn import functional as F
 
+from relax_rl.agents.buffers import CriticTargetRolloutBuffer
 from relax_rl.agents.policies import RelaxActorCriticPolicy
 from relax_rl.agents.relax_a2c import RelaxA2C
 
@@ -89,6 +90,7 @@ class RelaxDDPG(RelaxA2C):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": RelaxDDPGPolicy}
     policy: RelaxDDPGPolicy
+    critic_lambda: float | None = None  # models saved before the option existed
 
     def __init__(
         self,
@@ -107,6 +109,7 @@ class RelaxDDPG(RelaxA2C):
         cv_updates_per_step: int = 1,
         cv_loss_space: str = "params",
         cv_regression_coef: float = 1.0,
+        critic_lambda: float | None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs.pop("action_dependent_cv", True) is not True:
@@ -116,7 +119,10 @@ class RelaxDDPG(RelaxA2C):
                              "normalize_advantage is not supported")
         if cv_regression_coef < 0:
             raise ValueError(f"cv_regression_coef must be >= 0, got {cv_regression_coef}")
+        if critic_lambda is not None and not 0.0 <= critic_lambda <= 1.0:
+            raise ValueError(f"critic_lambda must be None or in [0, 1], got {critic_lambda}")
         self.cv_regression_coef = float(cv_regression_coef)
+        self.critic_lambda = None if critic_lambda is None else float(critic_lambda)
         self._critic_regression_error = float("nan")
         init_model = kwargs.pop("_init_setup_model", True)
         super().__init__(policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma,
@@ -131,12 +137,24 @@ class RelaxDDPG(RelaxA2C):
     def _check_action_space(cls, space: spaces.Space) -> None:
         _require_bounded_box(space, cls.__name__)
 
+    def _setup_model(self) -> None:
+        if self.critic_lambda is not None:
+            if isinstance(self.observation_space, spaces.Dict):
+                raise ValueError("critic_lambda needs a Box observation space (no Dict rollout buffer for it yet)")
+            self.rollout_buffer_class = CriticTargetRolloutBuffer
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "critic_lambda": self.critic_lambda}
+        super()._setup_model()
+
     def _score_targets(self, rollout_data: Any) -> torch.Tensor:
         """R̂: the critic c_φ(s, a) replaces the whole baseline V(s) + ĉ(a, s)."""
         return rollout_data.returns
 
+    def _critic_targets(self, rollout_data: Any) -> torch.Tensor:
+        """What the critic regresses on: the TD(critic_lambda) targets, or R̂ when critic_lambda is None."""
+        return rollout_data.returns if self.critic_lambda is None else rollout_data.critic_targets
+
     def _cv_extra_loss(self, rollout_data: Any, c_cut: Any) -> torch.Tensor | None:
-        error = F.mse_loss(c_cut, rollout_data.returns)
+        error = F.mse_loss(c_cut, self._critic_targets(rollout_data))
         self._critic_regression_error = error.item()
         return self.cv_regression_coef * error if self.cv_regression_coef > 0 else None
 

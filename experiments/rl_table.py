@@ -103,17 +103,22 @@ class Job:
     seed: int
     budget: int
     thresholds: tuple[float, ...]
+    overrides: tuple[str, ...] = ()  # hyperparameters on top of the arm's own (experiments/tune.py)
 
     @property
     def key(self) -> str:
-        return f"{self.env_id}__{self.arm}__seed{self.seed}".replace(" ", "_").replace("(", "").replace(")", "")
+        key = f"{self.env_id}__{self.arm}__seed{self.seed}"
+        if self.overrides:
+            key += "__" + "__".join(self.overrides)
+        return "".join(c if c.isalnum() or c in "._-=" else "_" for c in key.replace("(", "").replace(")", ""))
 
 
 def run_job(job: Job, log_folder: str) -> dict:
     """One training run; returns its record (episodes to each threshold, returns, timing)."""
     from relax_rl.cli import train
 
-    algo, overrides, _ = ARMS[job.arm]
+    algo, arm_overrides, _ = ARMS[job.arm]
+    overrides = [*arm_overrides, *job.overrides]
     argv = ["--algo", algo, "--env", job.env_id, "--seed", str(job.seed), "-n", str(job.budget),
             "--eval-freq", "-1", "--save-freq", "-1", "--eval-episodes", "5", "--log-folder", log_folder,
             "--tensorboard-log", "", "--no-progress", "--verbose", "0"]
@@ -122,7 +127,7 @@ def run_job(job: Job, log_folder: str) -> dict:
     recorder = EpisodeRecorder(stop_at=max(job.thresholds))
     result = train(argv, callbacks=[recorder])
     return {
-        "env_id": job.env_id, "arm": job.arm, "seed": job.seed, "budget": job.budget,
+        "env_id": job.env_id, "arm": job.arm, "seed": job.seed, "budget": job.budget, "overrides": list(job.overrides),
         "episodes_to_solve": {f"{t:g}": episodes_to_threshold(recorder.returns, t) for t in job.thresholds},
         "episodes": len(recorder.returns), "timesteps": result.num_timesteps, "wall_time_s": result.wall_time,
         "fps": result.fps, "final_eval_mean": result.eval_mean,

@@ -132,3 +132,55 @@ def test_rl_table_rejects_unknown_envs_and_arms(capsys):
         with pytest.raises(SystemExit):
             rl_table.parse_args(argv)
         assert "invalid choice" in capsys.readouterr().err
+
+
+tune = _load("tune")
+
+
+def test_tuning_summary_and_ranking():
+    def record(seed, returns):
+        return {"seed": seed, "returns": returns, "episodes_to_solve": {}}
+
+    # seed 0 solves at episode 100, seed 1 never (its last 100 average 100), seed 2 has too few episodes
+    summary = tune.summarize([record(1, [100.0] * 150), record(0, [200.0] * 120), record(2, [300.0] * 50)], 195.0)
+    assert summary["episodes"] == [100, None, None] and summary["solved"] == 1
+    assert summary["median"] is None  # two of three never solve: the median over all seeds is never
+    assert summary["final_return"] == pytest.approx((200 + 100 + 300) / 3)
+
+    def point(solved, median, final_return=0.0):
+        return {"solved": solved, "median": median, "final_return": final_return}
+
+    points = {"fast but flaky": point(1, None), "slow, always": point(3, 450.0), "fast, always": point(3, 250.0),
+              "two of three": point(2, 160.0), "never, close": point(0, None, 180.0),
+              "never, far": point(0, None, 20.0)}
+    ranked = sorted(points, key=lambda p: tune.rank_key(points[p]))
+    assert ranked == ["fast, always", "slow, always", "two of three", "fast but flaky", "never, close", "never, far"]
+
+
+def test_tuning_runs_the_same_grid_and_seeds_for_every_algo(tmp_path, capsys):
+    out = tmp_path / "tuning"
+    report = tune.main(["--quick", "--workers", "1", "--budget", "2000", "--grid", "learning_rate=lin_1e-3,7e-4",
+                        "n_envs=4", "--out", str(out)])
+    expected_points = {"learning_rate=lin_1e-3 n_envs=4", "learning_rate=7e-4 n_envs=4"}
+    assert set(report["results"]) == {"relax-a2c", "a2c"}
+    for algo, points in report["results"].items():
+        assert set(points) == expected_points
+        assert all(s["total"] == 1 for s in points.values())
+        assert report["chosen"][algo] == min(points, key=lambda p: tune.rank_key(points[p]))
+    runs = sorted((out / "runs").glob("*.json"))
+    assert len(runs) == 4
+    for path in runs:  # the overrides reached the run: 4 envs, and the record says which point it was
+        record = json.loads(path.read_text())
+        assert "n_envs=4" in record["overrides"] and record["timesteps"] % 4 == 0
+    assert (out / "tuning_CartPole-v1.md").read_text().count("| a2c |") == 2
+    capsys.readouterr()
+    tune.main(["--quick", "--workers", "1", "--budget", "2000", "--grid", "learning_rate=lin_1e-3,7e-4",
+               "n_envs=4", "--out", str(out)])
+    assert "4 already done, 0 to go" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("grid", [["learning_rate"], ["learning_rate="], ["n_envs=8", "n_envs=16"]])
+def test_tuning_rejects_malformed_grids(grid, capsys):
+    with pytest.raises(SystemExit):
+        tune.parse_args(["--grid", *grid])
+    assert "grid axis" in capsys.readouterr().err

@@ -185,3 +185,52 @@ def test_tensorboard_event_file_has_the_actor_and_critic_diagnostics(tmp_path):
         assert len(values) >= 10 and all(np.isfinite(values)) and min(values) >= 0, key
     # the reparameterized part is the critic's action-gradient pushed through μ: it must not be identically 0
     assert max(event.value for event in accumulator.Scalars("train/actor_grad_reparam_norm")) > 0
+
+
+def _filled_critic_target_buffer(critic_lambda, gae_lambda=0.9, gamma=0.9):
+    from relax_rl.agents.buffers import CriticTargetRolloutBuffer
+
+    rng = np.random.default_rng(0)
+    n_steps, n_envs = 6, 2
+    buffer = CriticTargetRolloutBuffer(n_steps, spaces.Box(-1, 1, (3,)), spaces.Box(-2, 2, (1,)), device="cpu",
+                                       gamma=gamma, gae_lambda=gae_lambda, n_envs=n_envs, critic_lambda=critic_lambda)
+    rewards, values = rng.normal(size=(n_steps, n_envs)), rng.normal(size=(n_steps, n_envs))
+    starts = np.zeros((n_steps, n_envs))
+    starts[3, 0] = 1.0  # env 0's episode ends after step 2
+    for t in range(n_steps):
+        buffer.add(rng.normal(size=(n_envs, 3)), rng.normal(size=(n_envs, 1)), rewards[t], starts[t],
+                   torch.as_tensor(values[t]), torch.zeros(n_envs))
+    last_values, dones = rng.normal(size=n_envs), np.array([0.0, 1.0])
+    buffer.compute_returns_and_advantage(torch.as_tensor(last_values), dones)
+    return buffer, rewards, values, starts, last_values, dones
+
+
+def test_critic_targets_are_one_step_td_targets_at_lambda_zero():
+    buffer, rewards, values, starts, last_values, dones = _filled_critic_target_buffer(critic_lambda=0.0)
+    next_values = np.vstack([values[1:], last_values])
+    next_live = 1.0 - np.vstack([starts[1:], dones])
+    np.testing.assert_allclose(buffer.critic_targets, rewards + 0.9 * next_values * next_live, rtol=1e-5)
+    assert buffer.critic_targets[2, 0] == pytest.approx(rewards[2, 0])  # no bootstrap across the episode's end
+    # at the rollout's own λ the targets are SB3's TD(λ) returns, and they travel through get() with the rest
+    same, *_ = _filled_critic_target_buffer(critic_lambda=0.9, gae_lambda=0.9)
+    np.testing.assert_allclose(same.critic_targets, same.returns, rtol=1e-5)
+    batch = next(same.get())
+    torch.testing.assert_close(batch.critic_targets, batch.returns)
+    with pytest.raises(ValueError, match=r"critic_lambda must be in \[0, 1\]"):
+        _filled_critic_target_buffer(critic_lambda=1.5)
+
+
+def test_critic_regresses_on_td_targets_when_critic_lambda_is_set():
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    model = RelaxDDPG("MlpPolicy", env, n_steps=8, seed=0, device="cpu", cv_net_arch=[32], critic_lambda=0.0)
+    model.learn(64)
+    batch = next(model.rollout_buffer.get())
+    torch.testing.assert_close(model._critic_targets(batch), batch.critic_targets)
+    assert not torch.allclose(batch.critic_targets, batch.returns)  # λ_c = 0 is not the rollout's λ = 0.95
+    default = RelaxDDPG("MlpPolicy", env, n_steps=8, seed=0, device="cpu", cv_net_arch=[32])
+    default.learn(16)
+    default_batch = next(default.rollout_buffer.get())
+    assert not hasattr(default_batch, "critic_targets")
+    torch.testing.assert_close(default._critic_targets(default_batch), default_batch.returns)
+    with pytest.raises(ValueError, match="critic_lambda must be None or in"):
+        RelaxDDPG("MlpPolicy", env, critic_lambda=-0.1)
