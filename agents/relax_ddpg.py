@@ -85,7 +85,10 @@ class RelaxDDPG(RelaxA2C):
 
     :param cv_learning_rate: critic learning rate (Adam).
     :param cv_net_arch: critic hidden sizes (default [400, 300], ReLU).
-    :param cv_regression_coef: weight of the critic's regression toward R̂ in its loss (0: variance only).
+    :param cv_regression_coef: weight of the critic's regression in its loss (0: variance only).
+    :param critic_lambda: what the critic regresses on. None (default): R̂, the actor's GAE(λ) return targets.
+        A number λ_c in [0, 1]: TD(λ_c) targets from the same rollout (λ_c = 0: r_t + γ V(s_{t+1}), free of the
+        later actions' noise). The actor's estimate stays unbiased either way; only the critic's fit changes.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": RelaxDDPGPolicy}

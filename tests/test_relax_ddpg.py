@@ -220,13 +220,16 @@ def test_critic_targets_are_one_step_td_targets_at_lambda_zero():
         _filled_critic_target_buffer(critic_lambda=1.5)
 
 
-def test_critic_regresses_on_td_targets_when_critic_lambda_is_set():
+def test_critic_regresses_on_td_targets_when_critic_lambda_is_set(tmp_path):
     env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
     model = RelaxDDPG("MlpPolicy", env, n_steps=8, seed=0, device="cpu", cv_net_arch=[32], critic_lambda=0.0)
     model.learn(64)
     batch = next(model.rollout_buffer.get())
     torch.testing.assert_close(model._critic_targets(batch), batch.critic_targets)
     assert not torch.allclose(batch.critic_targets, batch.returns)  # λ_c = 0 is not the rollout's λ = 0.95
+    model.save(tmp_path / "td.zip")
+    loaded = RelaxDDPG.load(tmp_path / "td.zip", env=env, device="cpu")
+    assert loaded.critic_lambda == 0.0 and loaded.rollout_buffer.critic_lambda == 0.0
     default = RelaxDDPG("MlpPolicy", env, n_steps=8, seed=0, device="cpu", cv_net_arch=[32])
     default.learn(16)
     default_batch = next(default.rollout_buffer.get())
