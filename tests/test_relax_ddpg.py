@@ -54,7 +54,7 @@ def test_actor_gradient_is_unbiased_for_any_critic(critic):
     if critic == "trained":
         model.learn(3000)  # the critic learns (θ barely moves at lr 1e-5)
         assert model.logger.name_to_value["train/critic_regression_error"] < 5.0
-    assert _max_z(model) < 4.5
+    assert _max_z(model) < 4.0  # the bar: within 4 standard errors (measured: 1.06 untrained, 0.73 trained)
 
 
 def test_critic_at_fresh_noise_is_caught(monkeypatch):
