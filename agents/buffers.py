@@ -115,15 +115,15 @@ class CriticTargetRolloutBuffer(RolloutBuffer):
         super().reset()
 
     def compute_returns_and_advantage(self, last_values: torch.Tensor, dones: np.ndarray) -> None:
+        """SB3's recursion run twice: once at λ_c for the critic's targets, then at ``gae_lambda`` as usual."""
+        gae_lambda = self.gae_lambda
+        try:
+            self.gae_lambda = self.critic_lambda
+            super().compute_returns_and_advantage(last_values, dones)
+            self.critic_targets = self.returns.astype(np.float32)
+        finally:
+            self.gae_lambda = gae_lambda
         super().compute_returns_and_advantage(last_values, dones)
-        next_values = last_values.clone().cpu().numpy().flatten()
-        next_non_terminal = 1.0 - dones.astype(np.float32)
-        trace = np.zeros(self.n_envs, dtype=np.float32)
-        for step in reversed(range(self.buffer_size)):
-            delta = self.rewards[step] + self.gamma * next_values * next_non_terminal - self.values[step]
-            trace = delta + self.gamma * self.critic_lambda * next_non_terminal * trace
-            self.critic_targets[step] = trace + self.values[step]
-            next_values, next_non_terminal = self.values[step], 1.0 - self.episode_starts[step]
 
     def get(self, batch_size: int | None = None) -> Generator[CriticTargetRolloutBufferSamples, None, None]:
         if not self.generator_ready:
