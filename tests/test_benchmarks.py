@@ -43,6 +43,16 @@ def test_summary_keeps_unsolved_runs_out_of_the_mean_but_in_the_total():
     assert (summary["solved"], summary["total"]) == (2, 3)
     assert summary["median"] == 200 and summary["mean"] == 200
     assert summary["std"] == pytest.approx(np.std([100, 300], ddof=1))
+    assert summary["best_window_mean"] is None  # no returns recorded
+
+
+def test_best_window_mean_is_the_median_over_seeds_of_each_runs_best_100_episodes():
+    # seed 0 peaks at a window mean of 150 and falls back; seed 1 climbs to 90; seed 2 ends at 120;
+    # seed 3 has too few episodes for a window and is left out
+    runs = [[100.0] * 100 + [200.0] * 50 + [0.0] * 200, [90.0] * 300, [0.0] * 100 + [120.0] * 100, [500.0] * 99]
+    records = [{"seed": s, "wall_time_s": 1.0, "episodes_to_solve": {"195": None}, "returns": r}
+               for s, r in enumerate(runs)]
+    assert rl_table.summarize(records, 195.0)["best_window_mean"] == pytest.approx(120.0)
 
 
 def test_rl_table_quick_runs_records_episodes_and_resumes(tmp_path, capsys):
