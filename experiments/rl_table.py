@@ -243,6 +243,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_jobs(jobs: list[Job], runs_dir: str, workers: int) -> dict[Job, dict]:
+    """Every job's record: read from ``runs_dir/<key>.json`` when a run with the same budget is there (resume),
+    else trained in a pool of ``workers`` processes and written there as soon as it ends."""
+    records: dict[Job, dict] = {}
+    for job in jobs:
+        path = os.path.join(runs_dir, job.key + ".json")
+        if os.path.exists(path):
+            with open(path) as fh:
+                record = json.load(fh)
+            if record.get("budget") == job.budget:
+                records[job] = record
+    todo = [job for job in jobs if job not in records]
+    print(f"{len(jobs)} runs: {len(records)} already done, {len(todo)} to go ({workers} workers)", flush=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as log_folder, ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_job, job, log_folder): job for job in todo}
+        for done, future in enumerate(as_completed(futures), 1):
+            job, record = futures[future], future.result()
+            with open(os.path.join(runs_dir, job.key + ".json"), "w") as fh:
+                json.dump(record, fh)
+            records[job] = record
+            solved = ", ".join(f"{t}: {'—' if e is None else e}" for t, e in record["episodes_to_solve"].items())
+            label = " ".join([job.env_id, job.arm, *job.overrides, f"seed {job.seed}"])
+            print(f"[{done}/{len(todo)} {time.perf_counter() - start:.0f}s] {label}: episodes to solve {solved} "
+                  f"({record['wall_time_s']:.0f} s, {record['fps']:.0f} fps)", flush=True)
+    return records
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     runs_dir = os.path.join(args.out, "runs")
@@ -250,29 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = [Job(env_id, arm, seed, args.budget or ENVS[env_id][1], ENVS[env_id][0])
             for env_id in args.envs for arm in args.arms if applies(arm, env_id)
             for seed in range(args.seeds or ENVS[env_id][2])]
-    records: dict[str, dict] = {}
-    todo = []
-    for job in jobs:
-        path = os.path.join(runs_dir, job.key + ".json")
-        if os.path.exists(path):
-            with open(path) as fh:
-                record = json.load(fh)
-            if record.get("budget") == job.budget:
-                records[job.key] = record
-                continue
-        todo.append(job)
-    print(f"{len(jobs)} runs: {len(records)} already done, {len(todo)} to go ({args.workers} workers)", flush=True)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as log_folder, ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(run_job, job, log_folder): job for job in todo}
-        for done, future in enumerate(as_completed(futures), 1):
-            job, record = futures[future], future.result()
-            with open(os.path.join(runs_dir, job.key + ".json"), "w") as fh:
-                json.dump(record, fh)
-            records[job.key] = record
-            solved = ", ".join(f"{t}: {'—' if e is None else e}" for t, e in record["episodes_to_solve"].items())
-            print(f"[{done}/{len(todo)} {time.perf_counter() - start:.0f}s] {job.env_id} {job.arm} seed {job.seed}: "
-                  f"episodes to solve {solved} ({record['wall_time_s']:.0f} s, {record['fps']:.0f} fps)", flush=True)
+    run_jobs(jobs, runs_dir, args.workers)
 
     # the table covers every run in <out>/runs, from this invocation or earlier ones (one table per out dir)
     everything: dict[str, dict[str, list[dict]]] = {}

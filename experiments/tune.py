@@ -20,14 +20,11 @@ import json
 import math
 import os
 import sys
-import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rl_table import ARMS, ENVS, WINDOW, Job, episodes_to_threshold, run_job  # noqa: E402
+from rl_table import ARMS, ENVS, WINDOW, Job, episodes_to_threshold, run_jobs  # noqa: E402
 
 from relax_rl.runs import command_line  # noqa: E402
 
@@ -136,26 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.makedirs(runs_dir, exist_ok=True)
     jobs = [Job(args.env, algo, seed, budget, (threshold,), point)
             for algo in args.algos for point in points for seed in args.seeds]
-    records: dict[Job, dict] = {}
-    for job in jobs:
-        path = os.path.join(runs_dir, job.key + ".json")
-        if os.path.exists(path):
-            with open(path) as fh:
-                record = json.load(fh)
-            if record.get("budget") == job.budget:
-                records[job] = record
-    todo = [job for job in jobs if job not in records]
-    print(f"{len(jobs)} runs: {len(records)} already done, {len(todo)} to go ({args.workers} workers)", flush=True)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as log_folder, ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(run_job, job, log_folder): job for job in todo}
-        for done, future in enumerate(as_completed(futures), 1):
-            job, record = futures[future], future.result()
-            with open(os.path.join(runs_dir, job.key + ".json"), "w") as fh:
-                json.dump(record, fh)
-            records[job] = record
-            print(f"[{done}/{len(todo)} {time.perf_counter() - start:.0f}s] {job.arm} {' '.join(job.overrides)} "
-                  f"seed {job.seed}: {record['episodes_to_solve']}", flush=True)
+    records = run_jobs(jobs, runs_dir, args.workers)
 
     results: dict[str, dict[str, dict]] = {}
     chosen: dict[str, str] = {}
