@@ -206,10 +206,17 @@ class _DiscreteEstimator(nn.Module):
         raise NotImplementedError
 
     def forward(
-        self, logits: torch.Tensor, f: BlackBox, noise: Noise | None = None
+        self, logits: torch.Tensor, f: BlackBox, noise: Noise | None = None, f_relaxed: BlackBox | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (per-sample surrogate, hard sample). ``noise`` = (u, v) replays pre-drawn uniforms."""
+        """Return (per-sample surrogate, hard sample). ``noise`` = (u, v) replays pre-drawn uniforms.
+
+        ``f_relaxed`` (default ``f``) is what c_φ evaluates at relaxed samples, while f(b) at the hard
+        sample stays ``f``. The estimate stays unbiased if ``f_relaxed`` is one fixed differentiable
+        function during the call (it may hold noise of its own, drawn independently of θ) and
+        E[f(b) | b] is the objective at b: c_φ only has to be a function of z, not f itself.
+        """
         self._check_params(logits)
+        f_cv = f if f_relaxed is None else f_relaxed
         u, v = self.family.draw_noise(logits) if noise is None else noise
         z, b = self.family.sample(logits, u)
         hard = self.family.hard(b, logits)
@@ -218,14 +225,14 @@ class _DiscreteEstimator(nn.Module):
         log_prob = _sum_to_shape(self.family.log_prob(logits, b), f_b.shape, "log p(b)")
         batch_ndim = f_b.dim()
         if not self.uses_conditional:
-            c = self.control_variate(z, f, batch_ndim)
+            c = self.control_variate(z, f_cv, batch_ndim)
             return relax_surrogate(log_prob, f_b, c, c, c), hard
         if self.common_random_numbers:
             v = self.family.common_noise(logits, u, b)
         z_tilde = self.family.conditional(logits, b, v)
-        c_z = _check_cv_output(self.control_variate(z, f, batch_ndim), f_b.shape, "c(z)")
-        c_z_tilde = _check_cv_output(self.control_variate(z_tilde, f, batch_ndim), f_b.shape, "c(z~)")
-        c_z_tilde_cut = self.control_variate(z_tilde.detach(), f, batch_ndim)
+        c_z = _check_cv_output(self.control_variate(z, f_cv, batch_ndim), f_b.shape, "c(z)")
+        c_z_tilde = _check_cv_output(self.control_variate(z_tilde, f_cv, batch_ndim), f_b.shape, "c(z~)")
+        c_z_tilde_cut = self.control_variate(z_tilde.detach(), f_cv, batch_ndim)
         return relax_surrogate(log_prob, f_b, c_z, c_z_tilde, c_z_tilde_cut), hard
 
 

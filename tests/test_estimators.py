@@ -138,6 +138,24 @@ def test_rebar_needs_f_continuous_at_relaxed_inputs(distribution):
     assert _max_abs_z(REBAR(distribution).to(DTYPE), logits, f, exact_fn) > 2 * BOUND
 
 
+@pytest.mark.parametrize("distribution", ["bernoulli", "categorical"])
+def test_rebar_with_a_continuous_f_relaxed_is_unbiased_for_a_step_f(distribution):
+    """f_relaxed only shapes c_φ: REBAR on a step f is unbiased once c_φ's relaxed f is continuous.
+
+    The negative control is test_rebar_needs_f_continuous_at_relaxed_inputs (the same f, relaxed as is)."""
+    logits, f_step, exact_fn = PROBLEMS[(distribution, "step")]
+    f_smooth = PROBLEMS[(distribution, "smooth")][1]
+    rebar = REBAR(distribution).to(DTYPE)
+
+    def split(params, f):
+        return rebar(params, f, f_relaxed=f_smooth)
+
+    torch.manual_seed(11)
+    estimates = sample_gradients(split, logits, f_step, NUM_SAMPLES)
+    z = z_scores(estimates, exact_fn(f_step, logits))
+    assert torch.all(z.abs() < BOUND), f"z-scores {z}"
+
+
 class _OriginalBiasedCategorical(CategoricalFamily):
     """The original RL code's z̃_b = ℓ_b − log(−log v_b) (its authors called it biased)."""
 

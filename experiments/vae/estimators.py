@@ -7,9 +7,8 @@
 - ``relax``: c(z) = r_φ(2σ_λ(z) − 1), r_φ an MLP whose output scale starts at 0.
 - ``relaxed-rebar``: c(z) = η · f(σ_λ(z)) + r_φ(2σ_λ(z) − 1).
 
-:func:`layer_surrogate` is the estimators' forward pass with f split in two: ``f_hard`` at the hard
-sample and ``f_relaxed`` at the relaxed ones. The two-layer model needs it (layer 1's f samples layer 2
-hard at a hard b₁ and relaxes through it at a relaxed one, see :mod:`vae.train`).
+The two-layer model splits layer 1's f in two (hard at the hard sample, relaxed through layer 2 at the
+relaxed ones, see :mod:`vae.train`): the estimators' ``f_relaxed`` argument.
 """
 
 from __future__ import annotations
@@ -20,11 +19,10 @@ import torch
 from torch import nn
 
 from relax_rl import REBAR, REINFORCE, RELAX
-from relax_rl.estimators import relax_surrogate
 
 BlackBox = Callable[[torch.Tensor], torch.Tensor]
 
-__all__ = ["ESTIMATORS", "BASELINES", "InputBaselineREINFORCE", "layer_surrogate", "make_estimator"]
+__all__ = ["ESTIMATORS", "BASELINES", "InputBaselineREINFORCE", "make_estimator"]
 
 ESTIMATORS = ("reinforce", "rebar", "relax", "relaxed-rebar")
 BASELINES = ("none", "constant", "nvil")
@@ -77,32 +75,3 @@ def make_estimator(
                      temperature=temperature, common_random_numbers=common_random_numbers)
     raise ValueError(f"unknown estimator {name!r}; supported: {', '.join(ESTIMATORS)}")
 
-
-def layer_surrogate(
-    estimator: nn.Module, logits: torch.Tensor, f_hard: BlackBox, f_relaxed: BlackBox,
-    noise: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-sample surrogate S, hard sample b) for Bernoulli ``logits`` ``[N, n]``, with f split in two.
-
-    The same computation as the forward pass of :mod:`relax_rl.estimators` (``estimator(logits, f,
-    noise)``; a test checks that they agree when ``f_hard is f_relaxed``), except that f(b) at the hard
-    sample is ``f_hard`` and every relaxed evaluation inside c_φ is ``f_relaxed``. The estimate stays
-    unbiased as long as f_relaxed is one fixed differentiable function during the call (it may hold
-    noise of its own, drawn independently of θ) and E[f_hard(b) | b] is the objective at b.
-    """
-    family = estimator.family
-    u, v = family.draw_noise(logits) if noise is None else noise
-    z, b = family.sample(logits, u)
-    with torch.no_grad():
-        f_b = f_hard(b)
-    log_prob = family.log_prob(logits, b).sum(-1)
-    if not estimator.uses_conditional:
-        c = estimator.control_variate(z, f_relaxed, f_b.dim())
-        return relax_surrogate(log_prob, f_b, c, c, c), b
-    if estimator.common_random_numbers:
-        v = family.common_noise(logits, u, b)
-    z_tilde = family.conditional(logits, b, v)
-    c_z = estimator.control_variate(z, f_relaxed, f_b.dim())
-    c_z_tilde = estimator.control_variate(z_tilde, f_relaxed, f_b.dim())
-    c_z_tilde_cut = estimator.control_variate(z_tilde.detach(), f_relaxed, f_b.dim())
-    return relax_surrogate(log_prob, f_b, c_z, c_z_tilde, c_z_tilde_cut), b

@@ -27,8 +27,8 @@ stays unbiased.
   f₁(b̃₁) = f(b̃₁, σ((e₂(b̃₁) + logit u₂)/λ)), λ layer 1's temperature. That is one fixed,
   differentiable function of b̃₁ for the step (u₂ does not depend on θ₁), so c(z), c(z̃) and c(z̃⊥) are
   a valid control variate and the estimate stays unbiased; the hard and the relaxed f differ, so
-  layer 1 uses :func:`vae.estimators.layer_surrogate`. A test checks both layers' gradients against
-  exact enumeration on a 2-2 latent model.
+  layer 1 passes the relaxed one as the estimator's ``f_relaxed``. A test checks both layers'
+  gradients against exact enumeration on a 2-2 latent model.
 
 Writes ``<out>/<dataset>_<model>_<estimator>.json`` with keys ``config``, ``runs`` (one per seed:
 ``seed``, ``eval_steps``, ``train_elbo``, ``valid_elbo``, ``valid_iw``, ``variance_steps``,
@@ -57,7 +57,7 @@ from relax_rl.variance import variance_loss
 
 from . import report
 from .data import DATASETS, BinaryImages, binarize, load_dataset
-from .estimators import BASELINES, ESTIMATORS, InputBaselineREINFORCE, layer_surrogate, make_estimator
+from .estimators import BASELINES, ESTIMATORS, InputBaselineREINFORCE, make_estimator
 from .models import MODELS, SBNVAE, bernoulli_log_prob, make_model
 
 __all__ = ["main", "parse_args", "train_one", "train_step", "encoder_surrogates", "RunningMean", "RUN_KEYS",
@@ -170,7 +170,7 @@ def encoder_surrogates(model: SBNVAE, estimators: nn.Module | Sequence[nn.Module
         return negative_elbo(model, x, [b1, b2], [q1_cut, q2]) - offset
 
     _set_context(est1, x - model.input_mean)
-    s1, b1 = layer_surrogate(est1, q1, f1_hard, f1_relaxed)
+    s1, b1 = est1(q1, f1_hard, f_relaxed=f1_relaxed)
     q2 = model.encoder_logits(1, b1)
     q2_cut = q2.detach()
 
