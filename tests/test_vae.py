@@ -323,9 +323,25 @@ def test_quick_cli_writes_json_with_documented_keys(tmp_path):
     rows = [line for line in table.splitlines() if line.startswith("| mnist5k")]
     assert [row.split(" | ")[1] for row in rows] == ["linear", "two-layer"]
     assert "-111.60 | -111.20" in rows[0] and "-98.22 | -98.00" in rows[1] and "50k binarized MNIST" in table
+    assert rows[0].split(" | ")[-3] == "—"  # no REBAR run for linear
+    assert rows[1].split(" | ")[-3] in ("met", "missed")  # REBAR and RELAX both ran
     relax_elbo = json.loads((out / "mnist5k_two-layer_relax.json").read_text())["summary"]["train_elbo"]["mean"]
     assert f"{relax_elbo:.2f}" in rows[1]
     assert report.load_results(str(out)).keys() == {("mnist5k", "linear"), ("mnist5k", "two-layer")}
+
+
+def test_goal_needs_an_elbo_as_high_as_rebars_and_a_lower_variance():
+    def result(elbo: float, log_var: float) -> dict:
+        return {"summary": {"train_elbo": {"mean": elbo}, "log_variance": {"mean": log_var}}}
+
+    rebar = result(-100.0, 6.0)
+    assert report.goal_met({"rebar": rebar, "relaxed-rebar": result(-100.0, 5.9)})
+    assert report.goal_met({"rebar": rebar, "relax": result(-99.0, 5.0), "relaxed-rebar": result(-101.0, 7.0)})
+    assert not report.goal_met({"rebar": rebar, "relaxed-rebar": result(-100.1, 5.0)})  # lower ELBO
+    assert not report.goal_met({"rebar": rebar, "relaxed-rebar": result(-99.0, 6.0)})  # variance not lower
+    assert not report.goal_met({"rebar": rebar, "relax": result(-99.0, 7.0), "relaxed-rebar": result(-101.0, 5.0)})
+    assert report.goal_met({"relax": result(-99.0, 5.0)}) is None
+    assert report.goal_met({"rebar": rebar, "reinforce": result(-99.0, 5.0)}) is None
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)
