@@ -44,6 +44,10 @@ def test_summary_keeps_unsolved_runs_out_of_the_mean_but_in_the_total():
     assert summary["median"] == 200 and summary["mean"] == 200
     assert summary["std"] == pytest.approx(np.std([100, 300], ddof=1))
     assert summary["best_window_mean"] is None  # no returns recorded
+    assert summary["final_eval_median"] is None  # no evaluation recorded
+    for record, final in zip(records, [10.0, None, 30.0], strict=True):
+        record["final_eval_mean"] = final
+    assert rl_table.summarize(records, 195.0)["final_eval_median"] == 20.0  # a run without one is left out
 
 
 def test_best_window_mean_is_the_median_over_seeds_of_each_runs_best_100_episodes():
