@@ -328,6 +328,15 @@ def test_quick_cli_writes_json_with_documented_keys(tmp_path):
     relax_elbo = json.loads((out / "mnist5k_two-layer_relax.json").read_text())["summary"]["train_elbo"]["mean"]
     assert f"{relax_elbo:.2f}" in rows[1]
     assert report.load_results(str(out)).keys() == {("mnist5k", "linear"), ("mnist5k", "two-layer")}
+    # --report redraws every plot and the table from the JSON files alone, training nothing
+    for name in os.listdir(out):
+        if name.endswith(".png"):
+            os.remove(out / name)
+    assert train.main(["--report", "--out", str(out), "--markdown", str(tmp_path / "again.md")]) == {}
+    assert (tmp_path / "again.md").read_text() == table
+    assert sum(name.endswith(".png") for name in os.listdir(out)) == 4
+    with pytest.raises(SystemExit, match="no <dataset>_<model>_<estimator>.json"):
+        train.main(["--report", "--out", str(tmp_path / "empty")])
 
 
 def test_goal_needs_an_elbo_as_high_as_rebars_and_a_lower_variance():

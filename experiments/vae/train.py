@@ -34,7 +34,8 @@ Writes ``<out>/<dataset>_<model>_<estimator>.json`` with keys ``config``, ``runs
 ``seed``, ``eval_steps``, ``train_elbo``, ``valid_elbo``, ``valid_iw``, ``variance_steps``,
 ``log_variance``, ``test_elbo``, ``test_iw``, ``wall_s``) and ``summary`` (mean and std over seeds of
 the final ``train_elbo``, ``valid_elbo``, ``valid_iw``, ``test_iw`` and the mean ``log_variance``).
-``--plot`` and ``--markdown`` write the plots and the table of :mod:`vae.report`.
+``--plot`` and ``--markdown`` write the plots and the table of :mod:`vae.report`; ``--report`` writes them
+from the JSON files in ``--out`` without training (after runs launched in parallel).
 ``train_elbo`` at an evaluation is the mean one-sample ELBO of the training batches since the previous
 one; ``valid_iw`` is the K-sample importance-weighted bound (K = ``--iw-samples``, 100 by default).
 """
@@ -328,6 +329,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "--out: every estimator with a JSON there for this dataset and model, mean ± std over seeds")
     parser.add_argument("--markdown", default=None, metavar="PATH", help="write the REBAR vs RELAX table of every "
                         "JSON in --out, with the paper's numbers, to PATH (e.g. results/vae.md)")
+    parser.add_argument("--report", action="store_true", help="train nothing: write the plots of every dataset and "
+                        "model with JSON files in --out (and the --markdown table), e.g. after runs in parallel")
     args = parser.parse_args(argv)
     if args.quick:
         args.latent, args.hidden, args.cv_hidden = 8, 16, 8
@@ -344,6 +347,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     """Run every requested estimator over the seeds; write one JSON each; return them by estimator."""
     torch.set_num_threads(1)
     args = parse_args(argv)
+    if args.report:
+        every = report.load_results(args.out)
+        if not every:
+            raise SystemExit(f"vae.py: error: no <dataset>_<model>_<estimator>.json files in {args.out}")
+        for (dataset, model), results in sorted(every.items()):
+            for path in report.plot_curves(results, args.out, dataset, model):
+                print(f"plot -> {path}")
+        if args.markdown:
+            print(f"table -> {report.write_markdown(args.out, args.markdown)}")
+        return {}
     try:
         data = load_dataset(args.dataset, args.data_path)
     except (FileNotFoundError, RuntimeError) as err:
