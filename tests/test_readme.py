@@ -66,3 +66,24 @@ def test_readme_one_threshold_rows_match_the_committed_results(env_id, threshold
         row = f"| {label} | {s['solved']}/{s['total']} | {median} | {spread} |"
         assert row in readme, row
 
+
+def test_readme_vae_rows_match_the_committed_results():
+    """Every dataset and model in results/vae has its README row: final training ELBO (mean log-variance)."""
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "experiments"))
+    from vae import report
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read().replace("**", "")
+    results = report.load_results(os.path.join(ROOT, "results", "vae"))
+    assert results, "results/vae holds no runs"
+    names = {"mnist5k": "mnist5k", "fashion-mnist": "Fashion-MNIST"}
+    for (dataset, model), by_estimator in results.items():
+        cells = []
+        for estimator in ("rebar", "relaxed-rebar", "relax"):
+            summary = by_estimator[estimator]["summary"]
+            elbo, log_var = summary["train_elbo"]["mean"], summary["log_variance"]["mean"]
+            cells.append(f"{elbo:.2f} ({log_var:.2f})".replace("-", "−"))
+        row = f"| {names[dataset]} {model} | " + " | ".join(cells) + " |"
+        assert row in readme, row
