@@ -153,15 +153,15 @@ def summarize(records: list[dict], threshold: float) -> dict:
     }
 
 
-def _median_best_window_mean(records: list[dict]) -> float | None:
-    best = [float(np.convolve(r["returns"], np.ones(WINDOW) / WINDOW, mode="valid").max()) for r in records
-            if len(r.get("returns", ())) >= WINDOW]
-    return float(np.median(best)) if best else None
-
-
 def _median(values: list[float | None]) -> float | None:
+    """Median of the values that are there (None: a run without one), or None if none is."""
     kept = [v for v in values if v is not None]
     return float(np.median(kept)) if kept else None
+
+
+def _median_best_window_mean(records: list[dict]) -> float | None:
+    return _median([float(np.convolve(r["returns"], np.ones(WINDOW) / WINDOW, mode="valid").max())
+                    if len(r.get("returns", ())) >= WINDOW else None for r in records])
 
 
 def _fmt(x: float | None, digits: int = 0) -> str:

@@ -57,11 +57,12 @@ def test_readme_one_threshold_rows_match_the_committed_results(env_id, threshold
         readme = fh.read()
     with open(os.path.join(ROOT, "results", "rl_table", "rl_table.json"), encoding="utf-8") as fh:
         table = json.load(fh)["table"][env_id][threshold]
+
+    def fmt(x):
+        return "—" if x is None else f"{x:,.0f}"
+
     for arm, label in ONE_THRESHOLD_TABLES[env_id, threshold]:
         s = table[arm]
-        def fmt(x):
-            return "—" if x is None else f"{x:,.0f}"
-
         median, spread = fmt(s["median"]), "—" if s["mean"] is None else f"{fmt(s['mean'])} ± {fmt(s['std'])}"
         row = f"| {label} | {s['solved']}/{s['total']} | {median} | {spread} |"
         assert row in readme, row
