@@ -64,6 +64,13 @@ class RelaxA2C(A2C):
         per-sample distribution parameters (cheaper, lower-noise variant).
     :param cv_common_random_numbers: build z̃ with common random numbers (DESIGN §3).
     :param cv_temperature_init: initial temperature of the relaxation fed to ĉ.
+    :param cv_regression_coef: adds ``cv_regression_coef`` · mean_t (Â_t − ĉ(z̃_t⊥, s_t))² to φ's objective, so ĉ
+        is also fitted to the advantage it multiplies against (0: the variance objective alone, DESIGN §3). Any
+        φ objective keeps θ's estimate unbiased, since θ uses the φ from before the batch.
+    :param cv_weight_decay: L2 weight decay of φ's optimizer (added to the policy's ``cv_optimizer_kwargs``).
+        Adam moves φ by about its learning rate however small the variance objective's gradient gets, so once
+        the policy is nearly deterministic ĉ keeps wandering and adds noise; the decay pulls φ, and so ĉ, to 0
+        wherever the objective no longer holds it.
     :param log_grad_variance: log ``train/grad_variance``, a running estimate of the estimator's variance. It is
         free when ĉ is trained on the weights' gradient (it reuses that gradient); otherwise it costs an extra
         backward pass per update. Default (None): on exactly when it is free.
@@ -77,6 +84,8 @@ class RelaxA2C(A2C):
     policy: RelaxActorCriticPolicy
     log_grad_variance: bool = True  # models saved before these options existed
     cv_update_interval: int = 1
+    cv_regression_coef: float = 0.0
+    cv_weight_decay: float = 0.0
 
     def __init__(
         self,
@@ -102,6 +111,8 @@ class RelaxA2C(A2C):
         cv_loss_space: str = "params",
         cv_common_random_numbers: bool = False,
         cv_temperature_init: float = 1.0,
+        cv_regression_coef: float = 0.0,
+        cv_weight_decay: float = 0.0,
         log_grad_variance: bool | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -117,6 +128,10 @@ class RelaxA2C(A2C):
             raise ValueError(f"cv_update_interval must be >= 1, got {cv_update_interval}")
         if int(cv_updates_per_step) < 1:
             raise ValueError(f"cv_updates_per_step must be >= 1, got {cv_updates_per_step}")
+        if not float(cv_regression_coef) >= 0:
+            raise ValueError(f"cv_regression_coef must be >= 0, got {cv_regression_coef}")
+        if not float(cv_weight_decay) >= 0:
+            raise ValueError(f"cv_weight_decay must be >= 0, got {cv_weight_decay}")
         if action_dependent_cv and use_sde:
             raise ValueError("action_dependent_cv=True does not support use_sde=True (gSDE); set one of them off")
         policy_kwargs = dict(policy_kwargs or {})
@@ -129,6 +144,9 @@ class RelaxA2C(A2C):
         )
         if cv_net_arch is not None:
             policy_kwargs["cv_net_arch"] = list(cv_net_arch)
+        if cv_weight_decay:
+            policy_kwargs["cv_optimizer_kwargs"] = {**policy_kwargs.get("cv_optimizer_kwargs", {}),
+                                                    "weight_decay": float(cv_weight_decay)}
         if not isinstance(env, str) and getattr(env, "action_space", None) is not None:
             self._check_action_space(env.action_space)  # before SB3's asserts, with a clear message
         try:
@@ -149,6 +167,8 @@ class RelaxA2C(A2C):
         self.cv_updates_per_step = int(cv_updates_per_step)
         self.cv_update_interval = int(cv_update_interval)
         self.cv_loss_space = cv_loss_space
+        self.cv_regression_coef = float(cv_regression_coef)
+        self.cv_weight_decay = float(cv_weight_decay)
         free = self.action_dependent_cv and cv_loss_space == "params"
         self.log_grad_variance = free if log_grad_variance is None else bool(log_grad_variance)
         self._grad_mean: torch.Tensor | None = None
@@ -278,15 +298,17 @@ class RelaxA2C(A2C):
         if self.action_dependent_cv and stats["cv_loss"]:  # (none on updates that skip φ's step)
             self._record_cv_diagnostics(stats["cv_loss"], stats["advantages"], stats["c_hat"])
 
-    def _cv_terms(self, rollout_data: Any, distribution: Any, actions: torch.Tensor, features: torch.Tensor):
+    def _cv_terms(self, rollout_data: Any, distribution: Any, actions: torch.Tensor, features: torch.Tensor,
+                  use_cv: bool = True):
         """(c_z, c_z̃, c_z̃⊥) of the policy's ĉ, or zeros when ĉ is off (then S is A2C's Â log π)."""
-        if not self.action_dependent_cv:
+        if not (self.action_dependent_cv and use_cv):
             return 0.0, 0.0, 0.0
         noise = (rollout_data.noise_u, rollout_data.noise_v) if self._stores_noise else (None, None)
         return self.policy.control_variate_terms(distribution, actions, features, *noise)
 
-    def _forward_batch(self, rollout_data: Any) -> dict[str, Any]:
-        """Evaluate the policy on a batch and build the surrogate S (DESIGN §4); nothing is stepped."""
+    def _forward_batch(self, rollout_data: Any, use_cv: bool = True) -> dict[str, Any]:
+        """Evaluate the policy on a batch and build the surrogate S (DESIGN §4; ĉ ≡ 0 when ``use_cv`` is False);
+        nothing is stepped."""
         actions = rollout_data.actions
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions.long().flatten()
@@ -294,7 +316,7 @@ class RelaxA2C(A2C):
             rollout_data.observations, actions
         )
         advantages = self._score_targets(rollout_data)
-        c_z, c_z_tilde, c_z_tilde_cut = self._cv_terms(rollout_data, distribution, actions, features)
+        c_z, c_z_tilde, c_z_tilde_cut = self._cv_terms(rollout_data, distribution, actions, features, use_cv)
         policy_loss = -relax_surrogate(log_prob, advantages, c_z, c_z_tilde, c_z_tilde_cut).mean()
         return dict(actions=actions, values=values.flatten(), log_prob=log_prob, entropy=entropy,
                     distribution=distribution, features=features, advantages=advantages,
@@ -308,18 +330,22 @@ class RelaxA2C(A2C):
         return advantages
 
     def _cv_extra_loss(self, rollout_data: Any, c_cut: Any) -> torch.Tensor | None:
-        """A term added to φ's variance objective (none for RelaxA2C)."""
-        return None
+        """The regression term added to φ's variance objective: cv_regression_coef · mean (Â − ĉ(z̃⊥))²."""
+        if self.cv_regression_coef == 0:
+            return None
+        return self.cv_regression_coef * F.mse_loss(c_cut.flatten(), self._score_targets(rollout_data).flatten())
 
     def _record_batch_diagnostics(self, batch: dict[str, Any], theta: list[torch.Tensor]) -> None:
         """Extra per-batch diagnostics, computed before anything is stepped (none for RelaxA2C)."""
 
-    def policy_gradient(self, rollout_data: Any) -> list[torch.Tensor | None]:
+    def policy_gradient(self, rollout_data: Any, control_variate: bool = True) -> list[torch.Tensor | None]:
         """The estimate of ∇_θ J from one batch (ascent direction; no entropy bonus, no clipping), one entry per
         parameter of ``policy.theta_parameters()`` (None where the estimate cannot reach, e.g. the value head);
-        nothing is stepped. Used by :mod:`relax_rl.diagnostics`."""
+        nothing is stepped. ``control_variate=False``: the same estimator with ĉ ≡ 0 on the same batch, which
+        for RelaxA2C is A2C's Â ∇ log π. Used by :mod:`relax_rl.diagnostics`."""
         theta = self.policy.theta_parameters()
-        return list(torch.autograd.grad(-self._forward_batch(rollout_data)["policy_loss"], theta, allow_unused=True))
+        policy_loss = self._forward_batch(rollout_data, use_cv=control_variate)["policy_loss"]
+        return list(torch.autograd.grad(-policy_loss, theta, allow_unused=True))
 
     def _train_on_batch(self, rollout_data: Any) -> dict[str, Any]:
         policy, cv_on = self.policy, self.action_dependent_cv

@@ -120,11 +120,8 @@ class RelaxDDPG(RelaxA2C):
         if kwargs.get("normalize_advantage"):
             raise ValueError("RelaxDDPG multiplies log π by the return target R̂, not an advantage: "
                              "normalize_advantage is not supported")
-        if cv_regression_coef < 0:
-            raise ValueError(f"cv_regression_coef must be >= 0, got {cv_regression_coef}")
         if critic_lambda is not None and not 0.0 <= critic_lambda <= 1.0:
             raise ValueError(f"critic_lambda must be None or in [0, 1], got {critic_lambda}")
-        self.cv_regression_coef = float(cv_regression_coef)
         self.critic_lambda = None if critic_lambda is None else float(critic_lambda)
         self._critic_regression_error = float("nan")
         init_model = kwargs.pop("_init_setup_model", True)
@@ -132,6 +129,7 @@ class RelaxDDPG(RelaxA2C):
                          gae_lambda=gae_lambda, ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm,
                          use_rms_prop=use_rms_prop, cv_learning_rate=cv_learning_rate, cv_net_arch=cv_net_arch,
                          cv_updates_per_step=cv_updates_per_step, cv_loss_space=cv_loss_space,
+                         cv_regression_coef=cv_regression_coef,
                          action_dependent_cv=True, _init_setup_model=False, **kwargs)
         if init_model:
             self._setup_model()

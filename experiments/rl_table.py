@@ -47,6 +47,10 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "relax-ddpg": ("relax-ddpg", (), ("box",)),
     # optional (not in the default --arms): φ's step on every 4th update only, the cheaper variant
     "relax-a2c (phi every 4th update)": ("relax-a2c", ("cv_update_interval=4",), ("discrete", "box")),
+    # optional: φ's objective plus the fit of ĉ(z̃⊥) to the advantage (cv_regression_coef, RelaxDDPG's default 1)
+    "relax-a2c (c-hat fits the advantage)": ("relax-a2c", ("cv_regression_coef=1.0",), ("discrete", "box")),
+    # optional: L2 decay on φ (cv_weight_decay), so ĉ falls back to 0 where the variance objective stops holding it
+    "relax-a2c (phi weight decay 0.01)": ("relax-a2c", ("cv_weight_decay=0.01",), ("discrete", "box")),
 }
 DEFAULT_ARMS = ["relax-a2c", "relax-a2c (c-hat off)", "a2c", "ppo", "relax-ddpg"]
 

@@ -4,11 +4,13 @@ Trains relax-a2c with its packaged config through the training pipeline. At ever
 budget (after the rollout, before the update) the policy is frozen and two estimators are measured on a
 separate measurement environment (VecNormalize statistics copied from training, frozen):
 
-- ĉ on: the model's own RELAX/LAX estimate, ``relax_rl.diagnostics.gradient_estimates``;
-- ĉ off: a RelaxA2C with ``action_dependent_cv=False`` (SB3's A2C estimate, Â ∇log π) holding the same θ.
+- ĉ on: the model's own RELAX/LAX estimate;
+- ĉ off: the same code with ĉ ≡ 0, i.e. SB3's A2C estimate Â ∇log π, at the same θ.
 
-Each gets ``--batches`` rollout batches of the training size (n_envs × n_steps; trajectories continue between
-batches, as in training), and the total variance Σ_i Var(ĝ_i) across batches (DESIGN §7).
+Both are evaluated on the same ``--batches`` rollout batches of the training size (n_envs × n_steps;
+trajectories continue between batches, as in training; ``relax_rl.diagnostics.paired_gradient_estimates``),
+and each gets the total variance Σ_i Var(ĝ_i) across batches (DESIGN §7). Pairing the two on common rollouts
+takes the batch-to-batch luck (a rare long episode, a truncation) out of their ratio.
 
     python experiments/variance.py --envs CartPole-v1 InvertedPendulum-v5 --out results/variance
     python experiments/variance.py --quick --out /tmp/variance_quick
@@ -29,7 +31,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
-from relax_rl.diagnostics import gradient_estimates, gradient_variance
+from relax_rl.diagnostics import gradient_variance, paired_gradient_estimates
 from relax_rl.runs import command_line
 
 BUDGETS = {"CartPole-v1": 200_000, "InvertedPendulum-v5": 300_000, "LunarLander-v3": 500_000}
@@ -45,10 +47,8 @@ class VarianceProbe(BaseCallback):
         self.checkpoints = [int(round(f * budget)) for f in np.arange(0.0, 1.0 + 1e-9, every)]
         self.records: list[dict] = []
         self._measure_env = None
-        self._twin = None
 
     def _on_training_start(self) -> None:
-        from relax_rl import RelaxA2C
         from relax_rl.envs import make_env
 
         model = self.model
@@ -59,12 +59,6 @@ class VarianceProbe(BaseCallback):
                                                                 norm_reward=train_norm.norm_reward,
                                                                 gamma=train_norm.gamma))
         self._measure_env = make_env(self.env_id, n_envs=model.n_envs, seed=10_000 + self.seed, **kwargs)
-        policy_kwargs = {k: v for k, v in model.policy_kwargs.items()
-                         if not k.startswith("cv_") and k != "action_dependent_cv"}
-        self._twin = RelaxA2C(type(model.policy), self._measure_env, n_steps=model.n_steps, gamma=model.gamma,
-                              gae_lambda=model.gae_lambda, normalize_advantage=model.normalize_advantage,
-                              action_dependent_cv=False, policy_kwargs=policy_kwargs, device=model.device,
-                              seed=self.seed)
 
     def _on_step(self) -> bool:
         return True
@@ -78,22 +72,21 @@ class VarianceProbe(BaseCallback):
             self.records.append(self.measure())
 
     def measure(self) -> dict:
-        model, twin = self.model, self._twin
+        model = self.model
         measure_norm, train_norm = unwrap_vec_normalize(self._measure_env), unwrap_vec_normalize(model.get_env())
         if measure_norm is not None:
             measure_norm.obs_rms, measure_norm.ret_rms = copy.deepcopy(train_norm.obs_rms), copy.deepcopy(
                 train_norm.ret_rms)
-        missing, _ = twin.policy.load_state_dict(model.policy.state_dict(), strict=False)
-        if missing:
-            raise RuntimeError(f"the ĉ-off twin has parameters the model lacks: {missing}")
         saved_env, saved_obs, saved_starts = model.env, model._last_obs, model._last_episode_starts
         model.env, model._last_obs = self._measure_env, None
+        estimators = {"c_hat_on": model.policy_gradient,
+                      "c_hat_off": lambda rollout_data: model.policy_gradient(rollout_data, control_variate=False)}
         try:
-            on = gradient_variance(gradient_estimates(model, self.n_batches, seed=self.seed + self.num_timesteps))
+            estimates = paired_gradient_estimates(model, self.n_batches, estimators,
+                                                  seed=self.seed + self.num_timesteps)
         finally:
             model.env, model._last_obs, model._last_episode_starts = saved_env, saved_obs, saved_starts
-        twin._last_obs = None
-        off = gradient_variance(gradient_estimates(twin, self.n_batches, seed=self.seed + self.num_timesteps))
+        on, off = gradient_variance(estimates["c_hat_on"]), gradient_variance(estimates["c_hat_off"])
         record = {"timesteps": int(self.num_timesteps), "c_hat_on": on, "c_hat_off": off,
                   "ratio": on["total_variance"] / off["total_variance"]}
         print(f"{self.env_id} step {self.num_timesteps}: log var on {on['log_total_variance']:.3f}, "
@@ -126,7 +119,8 @@ def summarize(runs: list[dict]) -> dict:
 def write_markdown(results: dict, path: str, command: str) -> None:
     lines = ["# Gradient variance: relax-a2c with ĉ on against ĉ off, same θ", "", f"Command: `{command}`", "",
              "Total variance Σ_i Var(ĝ_i) over independent rollout batches of the training size, at frozen θ "
-             "(DESIGN §7). Ratio = ĉ on / ĉ off; the goal is ≤ 0.5.", ""]
+             "(DESIGN §7); both estimators are evaluated on the same batches. Ratio = ĉ on / ĉ off; the goal is "
+             "≤ 0.5.", ""]
     for env_id, entry in results.items():
         s = entry["summary"]
         lines += [f"## {env_id}", "",

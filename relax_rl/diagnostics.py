@@ -4,19 +4,24 @@
 trains on and returns one policy-gradient estimate per batch; ``gradient_variance`` summarizes
 them as the total variance Σ_i Var(ĝ_i) across batches (never the spread across parameters of a
 single gradient, DESIGN §5.4). Works with RelaxA2C (ĉ on or off) through its ``policy_gradient``
-method and with SB3's A2C through A2C's own estimator, Â · ∇ log π.
+method and with SB3's A2C through A2C's own estimator, Â · ∇ log π. ``paired_gradient_estimates``
+evaluates several estimators on the same batches (common random numbers): the ratio of two estimators'
+variances is then far less noisy than from separate rollouts.
 """
 
 from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["gradient_estimates", "gradient_variance"]
+__all__ = ["gradient_estimates", "gradient_variance", "paired_gradient_estimates"]
+
+Estimator = Callable[[Any], Sequence[torch.Tensor | None]]
 
 
 def _a2c_policy_gradient(model: Any, rollout_data: Any, theta: list[torch.Tensor]) -> list[torch.Tensor | None]:
@@ -44,6 +49,27 @@ def gradient_estimates(
     No parameter of the model changes; its step counters, episode buffers, last observation and any
     VecNormalize statistics are restored afterwards. ``reset_between_batches`` resets the envs before every
     batch (fully independent batches of episode starts); by default trajectories continue, as in training.
+    """
+    return paired_gradient_estimates(model, n_batches, {"estimate": _default_estimator(model)}, seed=seed,
+                                     reset_between_batches=reset_between_batches)["estimate"]
+
+
+def _default_estimator(model: Any) -> Estimator:
+    """The model's own estimator: ``policy_gradient`` (RelaxA2C, RelaxDDPG) or A2C's Â · ∇ log π."""
+    if hasattr(model, "policy_gradient"):
+        return model.policy_gradient
+    theta = [p for group in model.policy.optimizer.param_groups for p in group["params"]]
+    return lambda rollout_data: _a2c_policy_gradient(model, rollout_data, theta)
+
+
+def paired_gradient_estimates(
+    model: Any, n_batches: int, estimators: Mapping[str, Estimator], seed: int | None = None,
+    reset_between_batches: bool = False,
+) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`gradient_estimates` for several estimators on the same ``n_batches`` rollouts.
+
+    Each estimator maps one batch (SB3 rollout data of the whole buffer) to one gradient per parameter of θ,
+    in order (None where it does not reach). Returns ``{estimator: {parameter name: [n_batches, *shape]}}``.
     """
     from stable_baselines3.common.callbacks import ConvertCallback
     from stable_baselines3.common.utils import set_random_seed
@@ -80,8 +106,10 @@ def gradient_estimates(
         model._last_obs = env.reset()
         model._last_episode_starts = np.ones((env.num_envs,), dtype=bool)
 
-    estimates: list[list[np.ndarray]] = []
-    kept: list[int] | None = None
+    if not estimators:
+        raise ValueError("no estimators given")
+    estimates: dict[str, list[list[np.ndarray]]] = {key: [] for key in estimators}
+    kept: dict[str, list[int]] = {}
     try:
         for _ in range(int(n_batches)):
             if reset_between_batches:
@@ -89,15 +117,14 @@ def gradient_estimates(
                 model._last_episode_starts = np.ones((env.num_envs,), dtype=bool)
             model.collect_rollouts(env, callback, buffer, n_rollout_steps=model.n_steps)
             model.policy.set_training_mode(True)
-            for rollout_data in buffer.get(batch_size=None):
-                if hasattr(model, "policy_gradient"):
-                    raw = model.policy_gradient(rollout_data)
-                else:
-                    raw = _a2c_policy_gradient(model, rollout_data, theta)
-                if kept is None:
-                    kept = [i for i, g in enumerate(raw) if g is not None]
-                grads = [torch.zeros_like(p) if g is None else g for g, p in zip(raw, theta, strict=True)]
-            estimates.append([grads[i].detach().cpu().numpy().copy() for i in kept])
+            rollout_data = next(buffer.get(batch_size=None))  # the whole buffer, one batch
+            for key, estimator in estimators.items():
+                raw = list(estimator(rollout_data))
+                if len(raw) != len(theta):
+                    raise ValueError(f"estimator {key!r} returned {len(raw)} gradients for {len(theta)} parameters")
+                kept.setdefault(key, [i for i, g in enumerate(raw) if g is not None])
+                grads = [torch.zeros_like(theta[i]) if raw[i] is None else raw[i] for i in kept[key]]
+                estimates[key].append([g.detach().cpu().numpy().copy() for g in grads])
     finally:
         for key, value in saved.items():
             setattr(model, key, value)
@@ -105,7 +132,8 @@ def gradient_estimates(
             wrapper.training = training
     for before, p in zip(snapshot, policy.parameters(), strict=True):
         assert torch.equal(before, p), "gradient_estimates changed a parameter"
-    return {names[id(theta[i])]: np.stack([batch[j] for batch in estimates]) for j, i in enumerate(kept)}
+    return {key: {names[id(theta[i])]: np.stack([batch[j] for batch in estimates[key]])
+                  for j, i in enumerate(kept[key])} for key in estimators}
 
 
 def gradient_variance(estimates: dict[str, np.ndarray]) -> dict[str, float]:

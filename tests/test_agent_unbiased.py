@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from relax_rl import RelaxA2C
 from relax_rl.agents import relaxations
-from relax_rl.diagnostics import gradient_estimates, gradient_variance
+from relax_rl.diagnostics import _a2c_policy_gradient, gradient_estimates, gradient_variance, paired_gradient_estimates
 
 OBS = np.array([1.0, -0.5], dtype=np.float32)
 DISCRETE_REWARDS = np.array([1.0, 0.0, 2.5, 0.5])
@@ -131,7 +131,7 @@ def test_detaching_the_conditional_sample_is_caught(monkeypatch):
 
 
 def test_gradient_estimates_leave_the_model_unchanged():
-    model = _trained_model(False)
+    model = _new_model(False)
     gradient_estimates(model, n_batches=3)  # works on a model that never called learn()
     assert model.ep_info_buffer is None
     model.learn(64)
@@ -142,3 +142,24 @@ def test_gradient_estimates_leave_the_model_unchanged():
     assert all(torch.equal(state[k], v) for k, v in model.policy.state_dict().items())
     with pytest.raises(ValueError, match="n_batches"):
         gradient_estimates(model, n_batches=1)
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_paired_estimates_share_their_batches_and_c_hat_off_is_a2cs_estimator(continuous):
+    """Evaluated on the same rollouts, ĉ ≡ 0 is A2C's Â ∇log π batch for batch; ĉ on differs from it by its terms
+    alone (identical while ĉ's scale is 0), and its mean still matches the exact gradient."""
+    model = _trained_model(continuous)
+    theta = model.policy.theta_parameters()
+    estimators = {"on": model.policy_gradient, "off": lambda data: model.policy_gradient(data, control_variate=False),
+                  "a2c": lambda data: _a2c_policy_gradient(model, data, theta)}
+    est = paired_gradient_estimates(model, 6, estimators, seed=3)
+    for name in est["off"]:
+        np.testing.assert_allclose(est["off"][name], est["a2c"][name], rtol=1e-5, atol=1e-7)
+    assert max(np.abs(est["on"][k] - est["off"][k]).max() for k in est["on"]) > 1e-4  # ĉ is live here
+    with torch.no_grad():
+        model.policy.cv_net.scale.zero_()
+    est = paired_gradient_estimates(model, 6, estimators, seed=3)
+    for name in est["on"]:
+        np.testing.assert_allclose(est["on"][name], est["off"][name], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="no estimators"):
+        paired_gradient_estimates(model, 3, {})

@@ -123,6 +123,53 @@ def test_bad_arguments_get_clear_errors():
         RelaxA2C("MlpPolicy", "Pendulum-v1", use_sde=True)
     with pytest.raises(ValueError, match="cv_update_interval"):
         RelaxA2C("MlpPolicy", "CartPole-v1", cv_update_interval=0)
+    with pytest.raises(ValueError, match="cv_regression_coef must be >= 0"):
+        RelaxA2C("MlpPolicy", "CartPole-v1", cv_regression_coef=-0.5)
+    with pytest.raises(ValueError, match="cv_weight_decay must be >= 0"):
+        RelaxA2C("MlpPolicy", "CartPole-v1", cv_weight_decay=-1e-3)
+
+
+def test_cv_weight_decay_shrinks_phi_where_the_variance_objective_does_not_hold_it(tmp_path):
+    """The decay reaches φ's optimizer only (θ's is untouched), survives save/load, and pulls ĉ's weights to 0."""
+    def cv_weight_norm(weight_decay):
+        model = RelaxA2C("MlpPolicy", _env("discrete"), n_steps=5, seed=2, device="cpu", cv_weight_decay=weight_decay,
+                         cv_learning_rate=1e-2)
+        model.learn(2 * 5 * 60)
+        return model, float(torch.cat([p.detach().flatten() for p in model.policy.cv_net.parameters()]).norm())
+
+    plain, norm_plain = cv_weight_norm(0.0)
+    decayed, norm_decayed = cv_weight_norm(50.0)
+    assert decayed.policy.cv_optimizer.param_groups[0]["weight_decay"] == 50.0
+    assert plain.policy.cv_optimizer.param_groups[0]["weight_decay"] == 0.0
+    assert all(group.get("weight_decay", 0.0) == 0.0 for group in decayed.policy.optimizer.param_groups)
+    assert norm_decayed < 0.5 * norm_plain
+    decayed.save(tmp_path / "model.zip")
+    loaded = RelaxA2C.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.cv_weight_decay == 50.0 and loaded.policy.cv_optimizer.param_groups[0]["weight_decay"] == 50.0
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_regression_coef_adds_the_advantage_fit_to_phis_gradient(kind):
+    """φ's gradient with cv_regression_coef = k is the variance objective's plus k ∇_φ mean (Â − ĉ(z̃⊥))²."""
+    model = RelaxA2C("MlpPolicy", _env(kind), n_steps=6, seed=4, device="cpu")
+    model.learn(2 * 6 * 3)  # φ has moved off its zero scale, so ĉ(z̃⊥) is not identically 0
+    state, data = _state(model), next(model.rollout_buffer.get(batch_size=None))
+
+    def phi_grads(coef):
+        model.policy.load_state_dict(state)
+        model.cv_regression_coef = coef
+        model._train_on_batch(data)  # steps θ and φ after computing φ's gradient, which stays in .grad
+        return [p.grad.clone() for p in model.policy.cv_parameters()]
+
+    variance_only, with_fit = phi_grads(0.0), phi_grads(2.5)
+    model.policy.load_state_dict(state)
+    model.policy.cv_optimizer.zero_grad()
+    c_cut = model._forward_batch(data)["c_z_tilde_cut"].flatten()
+    ((data.advantages.flatten() - c_cut) ** 2).mean().backward(inputs=model.policy.cv_parameters())
+    fit = [p.grad.clone() for p in model.policy.cv_parameters()]
+    assert any(g.abs().max() > 1e-4 for g in fit)
+    for v, w, f in zip(variance_only, with_fit, fit, strict=True):
+        torch.testing.assert_close(w, v + 2.5 * f, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("kind", ["discrete", "box"])
