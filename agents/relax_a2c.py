@@ -64,13 +64,10 @@ class RelaxA2C(A2C):
         per-sample distribution parameters (cheaper, lower-noise variant).
     :param cv_common_random_numbers: build z̃ with common random numbers (DESIGN §3).
     :param cv_temperature_init: initial temperature of the relaxation fed to ĉ.
-    :param cv_regression_coef: adds ``cv_regression_coef`` · mean_t (Â_t − ĉ(z̃_t⊥, s_t))² to φ's objective, so ĉ
-        is also fitted to the advantage it multiplies against (0: the variance objective alone, DESIGN §3). Any
-        φ objective keeps θ's estimate unbiased, since θ uses the φ from before the batch.
-    :param cv_weight_decay: L2 weight decay of φ's optimizer (added to the policy's ``cv_optimizer_kwargs``).
-        Adam moves φ by about its learning rate however small the variance objective's gradient gets, so once
-        the policy is nearly deterministic ĉ keeps wandering and adds noise; the decay pulls φ, and so ĉ, to 0
-        wherever the objective no longer holds it.
+    :param cv_regression_coef: adds ``cv_regression_coef`` · mean_t (Â_t − ĉ(z̃_t⊥, s_t))² to φ's objective (0: the
+        variance objective alone). θ's estimate stays unbiased whatever φ's objective.
+    :param cv_weight_decay: L2 decay in φ's optimizer: pulls ĉ to 0 where the variance objective stops holding it
+        (Adam otherwise moves φ by ~its learning rate however flat the objective gets).
     :param log_grad_variance: log ``train/grad_variance``, a running estimate of the estimator's variance. It is
         free when ĉ is trained on the weights' gradient (it reuses that gradient); otherwise it costs an extra
         backward pass per update. Default (None): on exactly when it is free.

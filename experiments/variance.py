@@ -15,6 +15,11 @@ takes the batch-to-batch luck (a rare long episode, a truncation) out of their r
     python experiments/variance.py --envs CartPole-v1 InvertedPendulum-v5 --out results/variance
     python experiments/variance.py --quick --out /tmp/variance_quick
 
+``--ideal-baseline M`` (CartPole and other classic-control envs) adds, on the same batches, the estimators
+with the ideal baselines of Â, from M Monte Carlo continuations per state and action (``ideal_baseline.py``):
+v(s) = E[Â | s] (a perfect critic), q(s, a) = E[Â | s, a] (the most any ĉ(a, s) can learn) and q(s, a,
+position), which also knows the transition's place in its n-step segment.
+
 Writes ``variance.json``, ``variance.md`` (ratios ĉ-on / ĉ-off) and ``variance.png`` (log-variance against
 training progress, the paper's figure).
 """
@@ -25,25 +30,32 @@ import argparse
 import copy
 import json
 import os
+import sys
 import tempfile
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import unwrap_vec_normalize
+from stable_baselines3.common.vec_env import DummyVecEnv, unwrap_vec_normalize
 
 from relax_rl.diagnostics import gradient_variance, paired_gradient_estimates
 from relax_rl.runs import command_line
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ideal_baseline import IdealBaseline, StateRecorder  # noqa: E402  (experiments/ideal_baseline.py)
+
 BUDGETS = {"CartPole-v1": 200_000, "InvertedPendulum-v5": 300_000, "LunarLander-v3": 500_000}
 QUICK = {"envs": ["CartPole-v1"], "budget": 4_000, "batches": 10, "every": 0.5}
+IDEAL_LABELS = {"ideal_state": "ideal v(s)", "ideal": "ideal q(s, a)", "ideal_position": "ideal q(s, a, position)"}
 
 
 class VarianceProbe(BaseCallback):
     """At each checkpoint, the total gradient variance with ĉ on and ĉ off at the model's current θ."""
 
-    def __init__(self, env_id: str, budget: int, every: float, n_batches: int, seed: int) -> None:
+    def __init__(self, env_id: str, budget: int, every: float, n_batches: int, seed: int,
+                 ideal_continuations: int = 0) -> None:
         super().__init__()
         self.env_id, self.n_batches, self.seed = env_id, n_batches, seed
+        self.ideal_continuations = ideal_continuations
         self.checkpoints = [int(round(f * budget)) for f in np.arange(0.0, 1.0 + 1e-9, every)]
         self.records: list[dict] = []
         self._measure_env = None
@@ -59,6 +71,15 @@ class VarianceProbe(BaseCallback):
                                                                 norm_reward=train_norm.norm_reward,
                                                                 gamma=train_norm.gamma))
         self._measure_env = make_env(self.env_id, n_envs=model.n_envs, seed=10_000 + self.seed, **kwargs)
+        self._ideal = None
+        if self.ideal_continuations:
+            env = self._measure_env
+            if not (isinstance(env, DummyVecEnv) and hasattr(env.envs[0].unwrapped, "state")
+                    and hasattr(model.action_space, "n")):
+                raise ValueError(f"--ideal-baseline needs a classic-control env with discrete actions whose "
+                                 f"`state` can be set (e.g. CartPole-v1), not {self.env_id}")
+            self._measure_env = StateRecorder(env, model.n_steps)
+            self._ideal = IdealBaseline(model, self._measure_env, self.ideal_continuations, self.seed)
 
     def _on_step(self) -> bool:
         return True
@@ -81,6 +102,8 @@ class VarianceProbe(BaseCallback):
         model.env, model._last_obs = self._measure_env, None
         estimators = {"c_hat_on": model.policy_gradient,
                       "c_hat_off": lambda rollout_data: model.policy_gradient(rollout_data, control_variate=False)}
+        if self._ideal is not None:
+            estimators.update(self._ideal.estimators())
         try:
             estimates = paired_gradient_estimates(model, self.n_batches, estimators,
                                                   seed=self.seed + self.num_timesteps)
@@ -89,8 +112,16 @@ class VarianceProbe(BaseCallback):
         on, off = gradient_variance(estimates["c_hat_on"]), gradient_variance(estimates["c_hat_off"])
         record = {"timesteps": int(self.num_timesteps), "c_hat_on": on, "c_hat_off": off,
                   "ratio": on["total_variance"] / off["total_variance"]}
-        print(f"{self.env_id} step {self.num_timesteps}: log var on {on['log_total_variance']:.3f}, "
-              f"off {off['log_total_variance']:.3f}, ratio {record['ratio']:.3f}", flush=True)
+        line = (f"{self.env_id} step {self.num_timesteps}: log var on {on['log_total_variance']:.3f}, "
+                f"off {off['log_total_variance']:.3f}, ratio {record['ratio']:.3f}")
+        if self._ideal is not None:
+            for key in ("ideal_position", "ideal", "ideal_state"):
+                record[key] = gradient_variance(estimates[key])
+                record[f"{key}_ratio"] = record[key]["total_variance"] / off["total_variance"]
+            line += (f"; ideal v(s) {record['ideal_state']['log_total_variance']:.3f}, q(s, a) "
+                     f"{record['ideal']['log_total_variance']:.3f} (ratio {record['ideal_ratio']:.3f}), "
+                     f"q(s, a, position) {record['ideal_position']['log_total_variance']:.3f}")
+        print(line, flush=True)
         return record
 
 
@@ -98,7 +129,7 @@ def run_env(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -
     from relax_rl.cli import train
 
     budget = args.budget or BUDGETS.get(env_id, 200_000)
-    probe = VarianceProbe(env_id, budget, args.every, args.batches, seed)
+    probe = VarianceProbe(env_id, budget, args.every, args.batches, seed, args.ideal_baseline)
     argv = ["--algo", "relax-a2c", "--env", env_id, "--seed", str(seed), "-n", str(budget), "--eval-freq", "-1",
             "--save-freq", "-1", "--eval-episodes", "5", "--log-folder", log_folder, "--tensorboard-log", "",
             "--no-progress", "--verbose", "0"]
@@ -111,9 +142,15 @@ def run_env(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -
 
 def summarize(runs: list[dict]) -> dict:
     ratios = [c["ratio"] for run in runs for c in run["checkpoints"]]
-    return {"n_checkpoints": len(ratios), "median_ratio": float(np.median(ratios)),
-            "geometric_mean_ratio": float(np.exp(np.mean(np.log(ratios)))), "max_ratio": float(np.max(ratios)),
-            "checkpoints_at_or_below_half": int(sum(r <= 0.5 for r in ratios))}
+    summary = {"n_checkpoints": len(ratios), "median_ratio": float(np.median(ratios)),
+               "geometric_mean_ratio": float(np.exp(np.mean(np.log(ratios)))), "max_ratio": float(np.max(ratios)),
+               "checkpoints_at_or_below_half": int(sum(r <= 0.5 for r in ratios))}
+    for key in ("ideal_state", "ideal", "ideal_position"):
+        ideal = [c[f"{key}_ratio"] for run in runs for c in run["checkpoints"] if f"{key}_ratio" in c]
+        if ideal:
+            summary.update({f"median_{key}_ratio": float(np.median(ideal)),
+                            f"{key}_checkpoints_at_or_below_half": int(sum(r <= 0.5 for r in ideal))})
+    return summary
 
 
 def write_markdown(results: dict, path: str, command: str) -> None:
@@ -123,15 +160,26 @@ def write_markdown(results: dict, path: str, command: str) -> None:
              "≤ 0.5.", ""]
     for env_id, entry in results.items():
         s = entry["summary"]
+        ideal = "median_ideal_ratio" in s
         lines += [f"## {env_id}", "",
                   f"Median ratio {s['median_ratio']:.3f}, geometric mean {s['geometric_mean_ratio']:.3f}, "
                   f"max {s['max_ratio']:.3f}; {s['checkpoints_at_or_below_half']}/{s['n_checkpoints']} "
-                  "checkpoints at or below 0.5.", "",
-                  "| seed | timesteps | log var ĉ on | log var ĉ off | ratio |", "|---|---|---|---|---|"]
+                  "checkpoints at or below 0.5.", ""]
+        header = "| seed | timesteps | log var ĉ on | log var ĉ off | ratio |"
+        if ideal:
+            for key, label in IDEAL_LABELS.items():
+                lines.append(f"- {label} / ĉ off: median {s[f'median_{key}_ratio']:.3f}; "
+                             f"{s[f'{key}_checkpoints_at_or_below_half']}/{s['n_checkpoints']} checkpoints ≤ 0.5.")
+            lines.append("")
+            header += "".join(f" {label} / ĉ off |" for label in IDEAL_LABELS.values())
+        lines += [header, "|" + "---|" * (header.count("|") - 1)]
         for run in entry["runs"]:
             for c in run["checkpoints"]:
-                lines.append(f"| {run['seed']} | {c['timesteps']:,} | {c['c_hat_on']['log_total_variance']:.3f} | "
-                             f"{c['c_hat_off']['log_total_variance']:.3f} | {c['ratio']:.3f} |")
+                row = (f"| {run['seed']} | {c['timesteps']:,} | {c['c_hat_on']['log_total_variance']:.3f} | "
+                       f"{c['c_hat_off']['log_total_variance']:.3f} | {c['ratio']:.3f} |")
+                if "ideal" in c:
+                    row += "".join(f" {c[f'{key}_ratio']:.3f} |" for key in IDEAL_LABELS)
+                lines.append(row)
         lines.append("")
     with open(path, "w") as fh:
         fh.write("\n".join(lines))
@@ -145,7 +193,11 @@ def plot(results: dict, path: str) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.8), squeeze=False)
     for ax, (env_id, entry) in zip(axes[0], results.items(), strict=True):
-        for key, label, color in (("c_hat_off", "ĉ off (A2C)", "tab:blue"), ("c_hat_on", "ĉ on (relax)", "tab:red")):
+        series = [("c_hat_off", "ĉ off (A2C)", "tab:blue"), ("c_hat_on", "ĉ on (relax)", "tab:red")]
+        if "median_ideal_ratio" in entry["summary"]:
+            series += [("ideal_state", "ideal v(s) baseline", "tab:gray"),
+                       ("ideal", "ideal q(s, a) baseline", "tab:green")]
+        for key, label, color in series:
             for i, run in enumerate(entry["runs"]):
                 x = [c["timesteps"] / run["budget"] for c in run["checkpoints"]]
                 y = [c[key]["log_total_variance"] for c in run["checkpoints"]]
@@ -166,6 +218,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--every", type=float, default=0.1, help="measure every this fraction of the budget")
     parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE",
                         help="overrides of relax-a2c's packaged config, as for train.py")
+    parser.add_argument("--ideal-baseline", type=int, default=0, metavar="M",
+                        help="also measure the ideal action-dependent baseline q(s, a), estimated from M continuations "
+                             "per state and action (classic-control envs with discrete actions; 0: off)")
     parser.add_argument("--out", default="results/variance")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     args = parser.parse_args(argv)
@@ -176,6 +231,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--every must be in (0, 1], got {args.every}")
     if args.batches < 2:
         parser.error(f"--batches must be >= 2, got {args.batches}")
+    if args.ideal_baseline < 0:
+        parser.error(f"--ideal-baseline must be >= 0, got {args.ideal_baseline}")
     from relax_rl.envs import is_atari
     from relax_rl.hyperparams import load_packaged_config, lookup_entry
 

@@ -194,3 +194,40 @@ def test_tuning_rejects_malformed_grids(grid, capsys):
     with pytest.raises(SystemExit):
         tune.parse_args(["--grid", *grid])
     assert "grid axis" in capsys.readouterr().err
+
+
+def test_ideal_baseline_q_hat_is_the_advantage_itself_one_step_from_the_segment_end():
+    """A transition one step from the end of its n-step segment has Â_t = r_t + γ V(s_{t+1}) − V(s_t), a
+    deterministic function of (s_t, a_t) in CartPole, so the continuations' q̂ at horizon 1 must reproduce it
+    exactly: recorder, row matching, positions, simulation and bootstrap all agree with SB3's buffer."""
+    from stable_baselines3.common.callbacks import ConvertCallback
+
+    from relax_rl import RelaxA2C
+    from relax_rl.envs import make_env
+
+    n_envs, n_steps = 6, 3
+    recorder = variance.StateRecorder(make_env("CartPole-v1", n_envs=n_envs, seed=1), n_steps=n_steps)
+    model = RelaxA2C("MlpPolicy", recorder, n_steps=n_steps, seed=1, device="cpu")
+    model.learn(n_envs * n_steps * 20)
+    callback = ConvertCallback(None)
+    callback.init_callback(model)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=n_steps)  # Â, V at this θ
+    ideal = variance.IdealBaseline(model, recorder, n_continuations=2, seed=0)
+    data = next(model.rollout_buffer.get(batch_size=None))
+    q_hat, own_horizon = ideal.q_hat(data)
+    assert q_hat.shape == (n_envs * n_steps, 2, n_steps)
+    assert sorted(own_horizon.tolist()) == sorted(list(range(n_steps)) * n_envs)
+    last = own_horizon == 0
+    taken = q_hat[:, :, 0].gather(1, data.actions.long()).squeeze(1)
+    torch.testing.assert_close(taken[last], data.advantages[last], rtol=1e-4, atol=1e-4)
+    assert (taken[~last] - data.advantages[~last]).abs().max() > 1e-3  # longer segments are not 1-step returns
+    assert (q_hat[:, 0, 0] - q_hat[:, 1, 0]).abs().max() > 1e-3  # the two actions are scored apart
+    recorder.records[0][0] = (recorder.records[0][0][0] + 1.0, recorder.records[0][0][1])
+    with pytest.raises(RuntimeError, match="recorded states"):
+        ideal.q_hat(data)
+
+
+def test_ideal_baseline_needs_a_settable_state_and_discrete_actions(tmp_path):
+    with pytest.raises(ValueError, match="--ideal-baseline needs a classic-control env with discrete actions"):
+        variance.main(["--envs", "Pendulum-v1", "--budget", "80", "--batches", "2", "--every", "1",
+                       "--ideal-baseline", "2", "--out", str(tmp_path)])

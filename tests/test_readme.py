@@ -27,6 +27,17 @@ def test_readme_estimator_example_reaches_the_stated_theta():
     assert abs(float(out.getvalue()) - stated) < 5e-4
 
 
+CARTPOLE_ROWS = (
+    ("relax-a2c", "relax-a2c"),
+    ("relax-a2c (c-hat off)", "relax-a2c, ĉ off (relax-a2c's settings)"),
+    ("a2c", "SB3 A2C (its own tuned settings)"),
+    ("ppo", "SB3 PPO (tuned)"),
+    ("relax-a2c (phi every 4th update)", "relax-a2c, φ on every 4th update (`cv_update_interval=4`)"),
+    ("relax-a2c (c-hat fits the advantage)", "relax-a2c, ĉ also fits Â (`cv_regression_coef=1`)"),
+    ("relax-a2c (phi weight decay 0.01)", "relax-a2c, φ weight decay (`cv_weight_decay=0.01`)"),
+)
+
+
 def test_readme_rl_table_rows_match_the_committed_results():
     import json
 
@@ -34,8 +45,7 @@ def test_readme_rl_table_rows_match_the_committed_results():
         readme = fh.read()
     with open(os.path.join(ROOT, "results", "rl_table", "rl_table.json"), encoding="utf-8") as fh:
         table = json.load(fh)["table"]["CartPole-v1"]
-    for arm, label in (("relax-a2c", "relax-a2c"), ("relax-a2c (c-hat off)", "relax-a2c, ĉ off (relax-a2c's settings)"),
-                       ("a2c", "SB3 A2C (its own tuned settings)"), ("ppo", "SB3 PPO (tuned)")):
+    for arm, label in CARTPOLE_ROWS:
         low, high = table["195"][arm], table["475"][arm]
         row = (f"| {label} | {low['solved']}/{low['total']} | {low['median']:.0f} | {low['mean']:.0f} ± "
                f"{low['std']:.0f} | {high['solved']}/{high['total']} | {high['median']:.0f} |")
@@ -88,3 +98,35 @@ def test_readme_vae_rows_match_the_committed_results():
             cells.append(f"{elbo:.2f} ({log_var:.2f})".replace("-", "−"))
         row = f"| {names[dataset]} {model} | " + " | ".join(cells) + " |"
         assert row in readme, row
+
+
+VARIANCE_ROWS = (
+    ("variance", "CartPole-v1", "CartPole-v1, relax-a2c (`variance`)"),
+    ("variance", "InvertedPendulum-v5", "InvertedPendulum-v5, relax-a2c, LAX (`variance`)"),
+    ("variance_phi_every_4th", "CartPole-v1", "CartPole-v1, φ on every 4th update (`variance_phi_every_4th`)"),
+    ("variance_cv_regression", "CartPole-v1", "CartPole-v1, ĉ also fits Â (`variance_cv_regression`)"),
+    ("variance_phi_weight_decay", "CartPole-v1", "CartPole-v1, φ weight decay 0.01 (`variance_phi_weight_decay`)"),
+    ("variance_phi_weight_decay", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, φ weight decay 0.01 (`variance_phi_weight_decay`)"),
+)
+
+
+def _variance_summary(directory, env_id):
+    import json
+
+    with open(os.path.join(ROOT, "results", directory, "variance.json"), encoding="utf-8") as fh:
+        return json.load(fh)["results"][env_id]["summary"]
+
+
+def test_readme_variance_rows_match_the_committed_results():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    for directory, env_id, label in VARIANCE_ROWS:
+        s = _variance_summary(directory, env_id)
+        row = f"| {label} | {s['median_ratio']:.2f} | {s['checkpoints_at_or_below_half']}/{s['n_checkpoints']} |"
+        assert row in readme, row
+    s = _variance_summary("variance_ideal_baseline", "CartPole-v1")
+    for key, label in (("ideal_state", "perfect critic v(s) = E[Â | s]"), ("ideal", "q(s, a) with the analytic"),
+                       ("ideal_position", "q(s, a, position)")):
+        stated = f"median ratio {s[f'median_{key}_ratio']:.2f} ({s[f'{key}_checkpoints_at_or_below_half']}/11"
+        assert stated in readme.split(label, 1)[1][:400], (label, stated)
