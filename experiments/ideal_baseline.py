@@ -3,7 +3,8 @@
 How far could *any* control variate ĉ(a, s) cut A2C's gradient variance? ``StateRecorder`` keeps the full
 state of every sub-env before each step; ``IdealBaseline`` restarts a simulator from each recorded state, once
 per action, and scores fresh continuations exactly as A2C scores Â_t. For classic-control envs (their
-``unwrapped.state`` sets the dynamics) with discrete actions. Used by ``variance.py --ideal-baseline M``.
+``unwrapped.state`` sets the dynamics) with discrete actions; the simulator is the env's class built with its
+default arguments. Used by ``variance.py --ideal-baseline M``.
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ def paired_gradient_estimates(
 
     if int(n_batches) < 2:
         raise ValueError(f"n_batches must be >= 2 to measure a variance, got {n_batches}")
+    if not estimators:
+        raise ValueError("no estimators given")
     if seed is not None:
         set_random_seed(seed)
     env = model.get_env()
@@ -106,8 +108,6 @@ def paired_gradient_estimates(
         model._last_obs = env.reset()
         model._last_episode_starts = np.ones((env.num_envs,), dtype=bool)
 
-    if not estimators:
-        raise ValueError("no estimators given")
     estimates: dict[str, list[list[np.ndarray]]] = {key: [] for key in estimators}
     kept: dict[str, list[int]] = {}
     try:

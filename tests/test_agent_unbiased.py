@@ -146,8 +146,8 @@ def test_gradient_estimates_leave_the_model_unchanged():
 
 @pytest.mark.parametrize("continuous", [False, True])
 def test_paired_estimates_share_their_batches_and_c_hat_off_is_a2cs_estimator(continuous):
-    """Evaluated on the same rollouts, ĉ ≡ 0 is A2C's Â ∇log π batch for batch; ĉ on differs from it by its terms
-    alone (identical while ĉ's scale is 0), and its mean still matches the exact gradient."""
+    """Evaluated on the same rollouts, ĉ ≡ 0 is A2C's Â ∇log π batch for batch, and ĉ on differs from it by its
+    terms alone (identical once ĉ's scale is 0)."""
     model = _trained_model(continuous)
     theta = model.policy.theta_parameters()
     estimators = {"on": model.policy_gradient, "off": lambda data: model.policy_gradient(data, control_variate=False),
