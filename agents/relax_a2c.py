@@ -364,7 +364,9 @@ class RelaxA2C(A2C):
         if reuse_cv_grads:
             # ∇_θ policy_loss is built below with create_graph for φ's objective; reuse it for θ, and backprop
             # only the value and entropy terms here (one pass through the actor saved)
-            rest = self.ent_coef * entropy_loss + self.vf_coef * value_loss
+            rest = self.vf_coef * value_loss
+            if self.ent_coef != 0:  # (with ent_coef 0 the entropy term only adds zeros, through the whole actor)
+                rest = rest + self.ent_coef * entropy_loss
             rest_grads = torch.autograd.grad(rest, theta, retain_graph=True, allow_unused=True)
         else:
             loss.backward(inputs=theta, retain_graph=True)

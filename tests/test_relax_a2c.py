@@ -148,6 +148,30 @@ def test_cv_weight_decay_shrinks_phi_where_the_variance_objective_does_not_hold_
     assert loaded.cv_weight_decay == 50.0 and loaded.policy.cv_optimizer.param_groups[0]["weight_decay"] == 50.0
 
 
+@pytest.mark.parametrize("ent_coef", [0.0, 0.01])
+def test_theta_gradient_on_phi_steps_is_the_full_losss_gradient(ent_coef, monkeypatch):
+    """On updates that step φ, θ's gradient reuses ∇θ S from the variance objective and backprops only the value
+    (and, when ent_coef ≠ 0, entropy) terms itself: the sum must be ∇θ of A2C's whole loss."""
+    from torch.nn import functional as F
+
+    model = RelaxA2C("MlpPolicy", _env("discrete"), n_steps=6, seed=1, device="cpu", ent_coef=ent_coef)
+    model.learn(2 * 6 * 3)
+    state, data = _state(model), next(model.rollout_buffer.get(batch_size=None))
+    batch = model._forward_batch(data)
+    loss = (batch["policy_loss"] + ent_coef * -batch["entropy"].mean()
+            + model.vf_coef * F.mse_loss(data.returns, batch["values"]))
+    theta = model.policy.theta_parameters()
+    expected = torch.autograd.grad(loss, theta, allow_unused=True)
+    captured = []
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, *args, **kwargs: captured.extend(p.grad.clone() for p in params))
+    model.policy.load_state_dict(state)
+    model._train_on_batch(data)
+    assert len(captured) == len(theta)
+    for e, g in zip(expected, captured, strict=True):
+        torch.testing.assert_close(g, torch.zeros_like(g) if e is None else e, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("kind", ["discrete", "box"])
 def test_regression_coef_adds_the_advantage_fit_to_phis_gradient(kind):
     """φ's gradient with cv_regression_coef = k is the variance objective's plus k ∇_φ mean (Â − ĉ(z̃⊥))²."""
