@@ -3,7 +3,9 @@
 For each environment, relax-a2c (ĉ on), relax-a2c with ``cv_update_interval=4``, the same code with ĉ off,
 and SB3's ``A2C`` are built from ``configs/relax-a2c.yml`` (a2c.yml holds the same values): same env, n_envs,
 n_steps and networks. They run ``--steps`` timesteps each, interleaved over ``--repeats`` rounds in one process
-on one machine, and the median fps of each is kept (DESIGN §7: a ratio; absolute fps is noise here). The
+on one machine, each round starting with another arm. Each ratio to A2C is the median over rounds of the two
+arms' fps in the same round, so a drift of the machine's speed cancels (DESIGN §7: a ratio; absolute fps is
+noise here). The
 time spent inside ``train()`` (the update) and inside ``collect_rollouts()`` is recorded too; the update-time
 difference between ĉ on and ĉ off is ĉ's cost (its forward passes and the variance objective's double backprop).
 
@@ -29,7 +31,7 @@ from relax_rl.runs import command_line
 
 ENVS = {"CartPole-v1": 20_000, "LunarLander-v3": 20_000, "InvertedPendulum-v5": 10_000, "ALE/Pong-v5": 1_024}
 ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c", "relax-a2c (phi every 4th update)")
-QUICK = {"envs": ["CartPole-v1"], "steps": 800, "repeats": 1}
+QUICK = {"envs": ["CartPole-v1"], "steps": 800, "repeats": 2}
 
 
 def build(arm: str, env_id: str, seed: int) -> Any:
@@ -94,18 +96,23 @@ def measure_env(env_id: str, steps: int, repeats: int, seed: int) -> dict:
     for model in models.values():  # warm-up: first calls allocate buffers and build autograd state
         timed(model, max(model.n_envs * model.n_steps * 2, steps // 10))
     rounds: dict[str, list[dict]] = {arm: [] for arm in ARMS}
-    for _ in range(repeats):
-        for arm, model in models.items():
-            rounds[arm].append(timed(model, steps))
+    for index in range(repeats):
+        for arm in ARMS[index % len(ARMS):] + ARMS[:index % len(ARMS)]:  # each round starts with another arm
+            rounds[arm].append(timed(models[arm], steps))
     summary = {arm: {key: float(np.median([r[key] for r in rs])) for key in rs[0]} for arm, rs in rounds.items()}
     a2c, off, on, every4 = (summary[a] for a in ARMS)
     model = models["relax-a2c"]
+
+    def paired_ratio(arm: str) -> float:
+        """Median over rounds of the arm's fps over A2C's in the same round (drift of the machine cancels)."""
+        return float(np.median([r["fps"] / b["fps"] for r, b in zip(rounds[arm], rounds["a2c"], strict=True)]))
+
     return {
         "env_id": env_id, "n_envs": model.n_envs, "n_steps": model.n_steps, "policy": type(model.policy).__name__,
         "steps": steps, "repeats": repeats, "arms": summary, "rounds": rounds,
-        "ratio_relax_to_a2c": on["fps"] / a2c["fps"],
-        "ratio_c_hat_off_to_a2c": off["fps"] / a2c["fps"],
-        "ratio_relax_every4_to_a2c": every4["fps"] / a2c["fps"],
+        "ratio_relax_to_a2c": paired_ratio("relax-a2c"),
+        "ratio_c_hat_off_to_a2c": paired_ratio("relax-a2c (c-hat off)"),
+        "ratio_relax_every4_to_a2c": paired_ratio("relax-a2c (phi every 4th update)"),
         "update_share_relax": on["train_s"] / on["wall_s"],
         "c_hat_share_of_update": max(on["train_s"] - off["train_s"], 0.0) / on["train_s"],
     }
@@ -114,9 +121,10 @@ def measure_env(env_id: str, steps: int, repeats: int, seed: int) -> dict:
 def write_markdown(results: list[dict], path: str, command: str) -> None:
     lines = ["# Throughput: relax-a2c against SB3 A2C, same settings", "", f"Command: `{command}`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-             f"{torch.__version__}. Median over the rounds of env steps per second; the three arms run interleaved "
-             "in one process. Goal: ratio ≥ 0.8 on the MLP tasks. 'ĉ share of update' = (update time with ĉ on − "
-             "with ĉ off) / update time with ĉ on.", "",
+             f"{torch.__version__}. fps: median over the rounds of env steps per second; the four arms run "
+             "interleaved in one process, each round starting with another arm. Ratios: median over rounds of "
+             "the arm's fps over A2C's in the same round. Goal: ratio ≥ 0.8 on the MLP tasks. 'ĉ share of "
+             "update' = (update time with ĉ on − with ĉ off) / update time with ĉ on.", "",
              "| env | policy | n_envs × n_steps | A2C fps | ĉ-off fps | relax fps | relax / A2C | ĉ-off / A2C "
              "| relax, φ every 4th update / A2C | update share of relax time | ĉ share of update |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -135,7 +143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", default=list(ENVS))
     parser.add_argument("--steps", type=int, default=None, help="timesteps per round (default: per env)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per arm")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per arm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/throughput")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
