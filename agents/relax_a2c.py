@@ -266,9 +266,12 @@ class RelaxA2C(A2C):
         """What ĝ is taken with respect to: all policy weights, or the per-sample distribution parameters."""
         if self.cv_loss_space == "params":
             return theta
+        dist = distribution.distribution
+        if isinstance(dist, list):  # MultiDiscrete: each component's logits (what its log π and z are built from)
+            return [component.logits for component in dist]
         if self.policy.relaxation is not None:
-            return [self.policy.relaxation.logits(distribution)]
-        return [distribution.distribution.mean, self.policy.log_std]
+            return [dist.logits]
+        return [dist.mean, self.policy.log_std]
 
     def train(self) -> None:
         """One update from the whole rollout buffer (A2C's single gradient step), plus φ's step(s)."""

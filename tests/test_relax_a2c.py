@@ -264,6 +264,18 @@ def test_cv_loss_spaces_and_several_phi_steps_train(space):
     assert model.logger.name_to_value["train/cv_learning_rate"] < 1e-3  # the schedule is applied
 
 
+@pytest.mark.parametrize("kind", ["discrete", "box", "multidiscrete", "multibinary"])
+def test_logits_loss_space_trains_phi_on_every_action_space(kind):
+    """cv_loss_space="logits" takes ĝ per sample over the tensors log π is built from (for MultiDiscrete, each
+    component's logits): the variance objective must be positive and finite, and φ must move."""
+    model = RelaxA2C("MlpPolicy", _env(kind), seed=0, n_steps=5, cv_loss_space="logits", device="cpu")
+    phi = [p.detach().clone() for p in model.policy.cv_parameters()]
+    model.learn(2 * 5 * 6)
+    cv_loss = model.logger.name_to_value["train/cv_loss"]
+    assert np.isfinite(cv_loss) and cv_loss > 0
+    assert any(not torch.equal(a, p) for a, p in zip(phi, model.policy.cv_parameters(), strict=True))
+
+
 class _StopAt(BaseCallback):
     def __init__(self, reward: float):
         super().__init__()
