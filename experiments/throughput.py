@@ -5,9 +5,9 @@ and SB3's ``A2C`` are built from ``configs/relax-a2c.yml`` (a2c.yml holds the sa
 n_steps and networks. They run ``--steps`` timesteps each, interleaved over ``--repeats`` rounds in one process
 on one machine, each round starting with another arm. Each ratio to A2C is the median over rounds of the two
 arms' fps in the same round, so a drift of the machine's speed cancels (DESIGN §7: a ratio; absolute fps is
-noise here). The
-time spent inside ``train()`` (the update) and inside ``collect_rollouts()`` is recorded too; the update-time
-difference between ĉ on and ĉ off is ĉ's cost (its forward passes and the variance objective's double backprop).
+noise here). The time spent inside ``train()`` (the update) and inside ``collect_rollouts()`` is recorded too;
+the update-time difference between ĉ on and ĉ off is ĉ's cost (its forward passes and the variance objective's
+double backprop).
 
     python experiments/throughput.py --out results/throughput
     python experiments/throughput.py --quick --out /tmp/throughput_quick
