@@ -115,7 +115,7 @@ class VarianceProbe(BaseCallback):
         line = (f"{self.env_id} step {self.num_timesteps}: log var on {on['log_total_variance']:.3f}, "
                 f"off {off['log_total_variance']:.3f}, ratio {record['ratio']:.3f}")
         if self._ideal is not None:
-            for key in ("ideal_position", "ideal", "ideal_state"):
+            for key in IDEAL_LABELS:
                 record[key] = gradient_variance(estimates[key])
                 record[f"{key}_ratio"] = record[key]["total_variance"] / off["total_variance"]
             line += (f"; ideal v(s) {record['ideal_state']['log_total_variance']:.3f}, q(s, a) "
@@ -145,7 +145,7 @@ def summarize(runs: list[dict]) -> dict:
     summary = {"n_checkpoints": len(ratios), "median_ratio": float(np.median(ratios)),
                "geometric_mean_ratio": float(np.exp(np.mean(np.log(ratios)))), "max_ratio": float(np.max(ratios)),
                "checkpoints_at_or_below_half": int(sum(r <= 0.5 for r in ratios))}
-    for key in ("ideal_state", "ideal", "ideal_position"):
+    for key in IDEAL_LABELS:
         ideal = [c[f"{key}_ratio"] for run in runs for c in run["checkpoints"] if f"{key}_ratio" in c]
         if ideal:
             summary.update({f"median_{key}_ratio": float(np.median(ideal)),
