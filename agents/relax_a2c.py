@@ -32,8 +32,9 @@ from relax_rl.agents.policies import (
     RelaxMultiInputActorCriticPolicy,
 )
 from relax_rl.agents.relaxations import DISCRETE_SPACES, ActionRelaxation
+from relax_rl.agents.update_logging import UpdateLogging
 from relax_rl.estimators import relax_surrogate
-from relax_rl.variance import check_finite
+from relax_rl.variance import ControlVariateCoefficient, check_finite
 
 __all__ = ["RelaxA2C"]
 
@@ -45,7 +46,7 @@ def _check_finite(name: str, *tensors: torch.Tensor | None) -> None:
                  "environment's rewards")
 
 
-class RelaxA2C(StoredNoiseCollection, A2C):
+class RelaxA2C(StoredNoiseCollection, UpdateLogging, A2C):
     """A2C whose policy gradient uses a learned action-dependent control variate (RELAX / LAX).
 
     Takes every argument of SB3's :class:`~stable_baselines3.A2C`, plus:
@@ -65,6 +66,13 @@ class RelaxA2C(StoredNoiseCollection, A2C):
         variance objective alone). θ's estimate stays unbiased whatever φ's objective.
     :param cv_weight_decay: L2 decay in φ's optimizer: pulls ĉ to 0 where the variance objective stops holding it
         (Adam otherwise moves φ by ~its learning rate however flat the objective gets).
+    :param cv_coef: weight β of ĉ in θ's estimate, ĝ_β = ĝ_off − β (ĝ_off − ĝ_on), i.e. ĉ replaced by β·ĉ (the
+        surrogates are linear in ĉ): 1.0 (default) uses ĉ as trained, 0.0 is A2C's estimate; ``"auto"`` estimates
+        the variance-minimizing β* = E⟨ĝ_off, d⟩ / E‖d‖² (d = ĝ_off − ĝ_on) from the batches before each one
+        (:class:`relax_rl.variance.ControlVariateCoefficient`, clipped to [0, 1]; logged as ``train/cv_coef``),
+        so ĉ can no longer add much variance where it has stopped tracking Â. Any β fixed before the batch
+        keeps the estimate unbiased. φ's objective is unchanged (the variance of ĝ_on). "auto" costs one more
+        first-order backward pass on the updates that step φ.
     :param log_grad_variance: log ``train/grad_variance``, a running estimate of the estimator's variance. It is
         free when ĉ is trained on the weights' gradient (it reuses that gradient); otherwise it costs an extra
         backward pass per update. Default (None): on exactly when it is free.
@@ -80,6 +88,8 @@ class RelaxA2C(StoredNoiseCollection, A2C):
     cv_update_interval: int = 1
     cv_regression_coef: float = 0.0
     cv_weight_decay: float = 0.0
+    cv_coef: float | str = 1.0
+    _cv_coef_estimator: ControlVariateCoefficient | None = None
 
     def __init__(
         self,
@@ -107,6 +117,7 @@ class RelaxA2C(StoredNoiseCollection, A2C):
         cv_temperature_init: float = 1.0,
         cv_regression_coef: float = 0.0,
         cv_weight_decay: float = 0.0,
+        cv_coef: float | str = 1.0,
         log_grad_variance: bool | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -128,6 +139,9 @@ class RelaxA2C(StoredNoiseCollection, A2C):
             raise ValueError(f"cv_weight_decay must be >= 0, got {cv_weight_decay}")
         if action_dependent_cv and use_sde:
             raise ValueError("action_dependent_cv=True does not support use_sde=True (gSDE); set one of them off")
+        if isinstance(cv_coef, str) and cv_coef != "auto" or not isinstance(cv_coef, str) and not (
+                isinstance(cv_coef, (int, float)) and float(cv_coef) >= 0):
+            raise ValueError(f"cv_coef must be a number >= 0 or 'auto', got {cv_coef!r}")
         policy_kwargs = dict(policy_kwargs or {})
         initial_cv_lr = cv_learning_rate if isinstance(cv_learning_rate, (int, float)) else cv_learning_rate(1.0)
         policy_kwargs.update(
@@ -163,6 +177,8 @@ class RelaxA2C(StoredNoiseCollection, A2C):
         self.cv_loss_space = cv_loss_space
         self.cv_regression_coef = float(cv_regression_coef)
         self.cv_weight_decay = float(cv_weight_decay)
+        self.cv_coef = cv_coef if isinstance(cv_coef, str) else float(cv_coef)
+        self._cv_coef_estimator = ControlVariateCoefficient() if cv_coef == "auto" else None
         free = self.action_dependent_cv and cv_loss_space == "params"
         self.log_grad_variance = free if log_grad_variance is None else bool(log_grad_variance)
         self._grad_mean: torch.Tensor | None = None
@@ -248,9 +264,9 @@ class RelaxA2C(StoredNoiseCollection, A2C):
         noise = (rollout_data.noise_u, rollout_data.noise_v) if self._stores_noise else (None, None)
         return self.policy.control_variate_terms(distribution, actions, features, *noise)
 
-    def _forward_batch(self, rollout_data: Any, use_cv: bool = True) -> dict[str, Any]:
-        """Evaluate the policy on a batch and build the surrogate S (DESIGN §4; ĉ ≡ 0 when ``use_cv`` is False);
-        nothing is stepped."""
+    def _forward_batch(self, rollout_data: Any, use_cv: bool = True, cv_weight: float = 1.0) -> dict[str, Any]:
+        """Evaluate the policy on a batch and build the surrogate S (DESIGN §4) with ĉ weighted by ``cv_weight``
+        (ĉ ≡ 0 when ``use_cv`` is False); the returned ĉ terms are unweighted. Nothing is stepped."""
         actions = rollout_data.actions
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions.long().flatten()
@@ -258,11 +274,18 @@ class RelaxA2C(StoredNoiseCollection, A2C):
             rollout_data.observations, actions
         )
         advantages = self._score_targets(rollout_data)
-        c_z, c_z_tilde, c_z_tilde_cut = self._cv_terms(rollout_data, distribution, actions, features, use_cv)
-        policy_loss = -relax_surrogate(log_prob, advantages, c_z, c_z_tilde, c_z_tilde_cut).mean()
+        terms = self._cv_terms(rollout_data, distribution, actions, features, use_cv)
+        policy_loss = self._policy_loss(log_prob, advantages, terms, cv_weight)
         return dict(actions=actions, values=values.flatten(), log_prob=log_prob, entropy=entropy,
-                    distribution=distribution, features=features, advantages=advantages,
-                    c_z=c_z, c_z_tilde_cut=c_z_tilde_cut, policy_loss=policy_loss)
+                    distribution=distribution, features=features, advantages=advantages, cv_terms=terms,
+                    c_z=terms[0], c_z_tilde_cut=terms[2], policy_loss=policy_loss)
+
+    @staticmethod
+    def _policy_loss(log_prob: torch.Tensor, advantages: torch.Tensor, terms: tuple, cv_weight: float = 1.0):
+        """−S̄ with ĉ replaced by ``cv_weight`` · ĉ (S is linear in ĉ, so its gradient is ĝ_off − w (ĝ_off − ĝ_on))."""
+        if cv_weight != 1.0:
+            terms = tuple(cv_weight * c for c in terms)
+        return -relax_surrogate(log_prob, advantages, *terms).mean()
 
     def _score_targets(self, rollout_data: Any) -> torch.Tensor:
         """What multiplies log π before the control variate is subtracted: Â (A2C's advantage)."""
@@ -280,13 +303,21 @@ class RelaxA2C(StoredNoiseCollection, A2C):
     def _record_batch_diagnostics(self, batch: dict[str, Any], theta: list[torch.Tensor]) -> None:
         """Extra per-batch diagnostics, computed before anything is stepped (none for RelaxA2C)."""
 
+    def _cv_weight(self) -> float:
+        """β for the next batch: ``cv_coef``, or with "auto" the estimate from the batches before it."""
+        if self._cv_coef_estimator is not None:
+            return self._cv_coef_estimator.value
+        return float(self.cv_coef)
+
     def policy_gradient(self, rollout_data: Any, control_variate: bool = True) -> list[torch.Tensor | None]:
         """The estimate of ∇_θ J from one batch (ascent direction; no entropy bonus, no clipping), one entry per
         parameter of ``policy.theta_parameters()`` (None where the estimate cannot reach, e.g. the value head);
-        nothing is stepped. ``control_variate=False``: the same estimator with ĉ ≡ 0 on the same batch, which
-        for RelaxA2C is A2C's Â ∇ log π. Used by :mod:`relax_rl.diagnostics`."""
+        nothing is stepped. It is the estimate θ's update uses (ĉ weighted by ``cv_coef``).
+        ``control_variate=False``: the same estimator with ĉ ≡ 0 on the same batch, which for RelaxA2C is A2C's
+        Â ∇ log π. Used by :mod:`relax_rl.diagnostics`."""
         theta = self.policy.theta_parameters()
-        policy_loss = self._forward_batch(rollout_data, use_cv=control_variate)["policy_loss"]
+        weight = self._cv_weight() if control_variate and self.action_dependent_cv else 1.0
+        policy_loss = self._forward_batch(rollout_data, use_cv=control_variate, cv_weight=weight)["policy_loss"]
         return list(torch.autograd.grad(-policy_loss, theta, allow_unused=True))
 
     def _train_on_batch(self, rollout_data: Any) -> dict[str, Any]:
@@ -298,7 +329,13 @@ class RelaxA2C(StoredNoiseCollection, A2C):
         policy_loss, c_z_tilde_cut = batch["policy_loss"], batch["c_z_tilde_cut"]
         value_loss = F.mse_loss(rollout_data.returns, values)
         entropy_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
-        loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        # β (cv_coef) is fixed before this batch is used; policy_loss itself keeps ĉ whole (φ's objective)
+        weight = self._cv_weight() if cv_on else 1.0
+        estimate_weight = cv_on and self._cv_coef_estimator is not None
+        weighted = cv_on and (weight != 1.0 or estimate_weight)
+        theta_policy_loss = self._policy_loss(log_prob, advantages, batch["cv_terms"], weight) if weighted \
+            else policy_loss
+        loss = theta_policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
         _check_finite("loss", loss)
         self._record_batch_diagnostics(batch, theta)
 
@@ -315,12 +352,15 @@ class RelaxA2C(StoredNoiseCollection, A2C):
             rest_grads = torch.autograd.grad(rest, theta, retain_graph=True, allow_unused=True)
         else:
             loss.backward(inputs=theta, retain_graph=True)
-            _check_finite("gradient of the loss", *[p.grad for p in theta])
             # ĝ alone (without the value and entropy terms), for the running variance; with ĉ trained on the
             # weights' gradient it is only tracked on the updates that compute that gradient anyway
             if self.log_grad_variance and not (cv_on and self.cv_loss_space == "params"):
-                self._update_grad_variance(torch.autograd.grad(policy_loss, theta, retain_graph=True,
+                self._update_grad_variance(torch.autograd.grad(theta_policy_loss, theta, retain_graph=True,
                                                                allow_unused=True))
+            if estimate_weight and step_cv:  # β's statistics come from the updates that step φ
+                self._cv_coef_estimator.update(self._off_gradient(log_prob, advantages, theta),
+                                               torch.autograd.grad(policy_loss, theta, retain_graph=True,
+                                                                   allow_unused=True))
 
         cv_losses: list[float] = []
         if step_cv:
@@ -328,35 +368,33 @@ class RelaxA2C(StoredNoiseCollection, A2C):
             for k in range(self.cv_updates_per_step):
                 if k > 0:  # φ moved: re-evaluate ĉ on the same batch
                     terms = self._cv_terms(rollout_data, distribution, actions, features)
-                    policy_loss_k = -relax_surrogate(log_prob, advantages, *terms).mean()
+                    policy_loss_k = self._policy_loss(log_prob, advantages, terms)
                     c_cut = terms[2]
                 else:
                     policy_loss_k, c_cut = policy_loss, c_z_tilde_cut
                 grads = torch.autograd.grad(policy_loss_k, targets, create_graph=True, retain_graph=True,
                                             allow_unused=True)
                 if k == 0 and reuse_cv_grads:
-                    if self.log_grad_variance:
-                        self._update_grad_variance(grads)
-                    for p, g, r in zip(theta, grads, rest_grads, strict=True):
-                        total_grad = (torch.zeros_like(p) if g is None else g.detach()) + (0 if r is None else r)
-                        p.grad = total_grad.clone()
-                    _check_finite("gradient of the loss", *[p.grad for p in theta])
+                    self._set_theta_gradient(theta, grads, rest_grads, log_prob, advantages, weight,
+                                             estimate_weight)
                 cv_loss = sum((g * g).sum() for g in grads if g is not None)
-                _check_finite("variance objective (cv_loss)", cv_loss)
                 extra = self._cv_extra_loss(rollout_data, c_cut)
                 total = cv_loss if extra is None else cv_loss + extra
-                _check_finite("control-variate loss", total)
+                # (a NaN or inf in cv_loss carries into the total: one check covers both)
+                _check_finite("variance objective (cv_loss)" if extra is None else "control-variate loss", total)
                 policy.cv_optimizer.zero_grad()
                 total.backward(inputs=phi, retain_graph=True)
                 _check_finite("gradient of the variance objective", *[p.grad for p in phi])
                 policy.cv_optimizer.step()
                 cv_losses.append(cv_loss.item())
 
-        torch.nn.utils.clip_grad_norm_(theta, self.max_grad_norm)
+        # θ's gradient is checked through its norm, which clipping computes anyway (φ's step, if any, was on
+        # finite φ gradients; θ is not stepped)
+        _check_finite("gradient of the loss", torch.nn.utils.clip_grad_norm_(theta, self.max_grad_norm))
         policy.optimizer.step()
         return {
             "entropy_loss": entropy_loss.item(),
-            "policy_loss": policy_loss.item(),
+            "policy_loss": theta_policy_loss.item(),
             "value_loss": value_loss.item(),
             "grad_variance": self._grad_variance,
             "cv_loss": cv_losses,
@@ -364,27 +402,29 @@ class RelaxA2C(StoredNoiseCollection, A2C):
             "c_hat": c_z_tilde_cut,
         }
 
-    def _update_grad_variance(self, grads: Any, beta: float = 0.95) -> None:
-        """Running estimate of the estimator's total variance: EMA of ‖ĝ − EMA(ĝ)‖² over updates."""
-        flat = torch.cat([g.detach().flatten() for g in grads if g is not None])
-        if self._grad_mean is None or self._grad_mean.shape != flat.shape:
-            self._grad_mean = flat.clone()
-            return
-        self._grad_variance = beta * self._grad_variance + (1 - beta) * float(((flat - self._grad_mean) ** 2).sum())
-        self._grad_mean = beta * self._grad_mean + (1 - beta) * flat
+    @staticmethod
+    def _off_gradient(log_prob: torch.Tensor, advantages: torch.Tensor, theta: list[torch.Tensor]) -> tuple:
+        """∇_θ of the policy loss with ĉ ≡ 0 (A2C's −mean Â log π), the graph kept."""
+        return torch.autograd.grad(-(advantages * log_prob).mean(), theta, retain_graph=True, allow_unused=True)
 
-    def _record_cv_diagnostics(self, cv_losses: list[float], advantages: torch.Tensor, c_hat: torch.Tensor) -> None:
-        self.logger.record("train/cv_loss", cv_losses[0])
-        if self.policy.cv_net.scale is not None:
-            self.logger.record("train/cv_scale", self.policy.cv_net.scale.item())
-        if self.policy.relaxation is not None:
-            self.logger.record("train/cv_temperature", self.policy.cv_temperature.item())
-        # Is ĉ helping? It can only cancel noise in Â log π where it tracks the advantage.
-        c_hat, adv = c_hat.detach().flatten(), advantages.detach().flatten()
-        if c_hat.std() > 0 and adv.std() > 0:
-            corr = float(torch.corrcoef(torch.stack([c_hat, adv]))[0, 1])
-            self.logger.record("train/cv_advantage_corr", corr)
-        self.logger.record("train/cv_advantage_residual_ratio", float((adv - c_hat).var() / (adv.var() + 1e-12)))
+    def _set_theta_gradient(self, theta: list[torch.Tensor], grads: tuple, rest_grads: tuple, log_prob: torch.Tensor,
+                            advantages: torch.Tensor, weight: float, estimate_weight: bool) -> None:
+        """θ.grad = ĝ_β + ∇(value and entropy terms), from ĝ_on (``grads``, built for φ's objective) and, when ĉ
+        is weighted, ĝ_off: ĝ_β = ĝ_off + β (ĝ_on − ĝ_off). Folds the pair into β's estimate afterwards."""
+        used = grads
+        if weight != 1.0 or estimate_weight:
+            off = self._off_gradient(log_prob, advantages, theta)
+            used = [None if g is None and o is None else
+                    (torch.zeros_like(p) if o is None else o) + weight * (
+                        (torch.zeros_like(p) if g is None else g.detach()) - (0 if o is None else o))
+                    for p, g, o in zip(theta, grads, off, strict=True)]
+        if self.log_grad_variance:
+            self._update_grad_variance(used)
+        for p, g, r in zip(theta, used, rest_grads, strict=True):
+            total_grad = (torch.zeros_like(p) if g is None else g.detach()) + (0 if r is None else r)
+            p.grad = total_grad.clone()
+        if estimate_weight:
+            self._cv_coef_estimator.update(off, grads)
 
     def learn(self, *args: Any, tb_log_name: str = "RelaxA2C", **kwargs: Any) -> RelaxA2C:
         return super().learn(*args, tb_log_name=tb_log_name, **kwargs)

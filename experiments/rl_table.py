@@ -51,6 +51,8 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "relax-a2c (c-hat fits the advantage)": ("relax-a2c", ("cv_regression_coef=1.0",), ("discrete", "box")),
     # optional: L2 decay on φ (cv_weight_decay), so ĉ falls back to 0 where the variance objective stops holding it
     "relax-a2c (phi weight decay 0.01)": ("relax-a2c", ("cv_weight_decay=0.01",), ("discrete", "box")),
+    # optional: ĉ's weight in θ's estimate set to the variance-minimizing β estimated from past batches
+    "relax-a2c (cv_coef auto)": ("relax-a2c", ("cv_coef=auto",), ("discrete", "box")),
 }
 DEFAULT_ARMS = ["relax-a2c", "relax-a2c (c-hat off)", "a2c", "ppo", "relax-ddpg"]
 

@@ -1,13 +1,13 @@
 """Throughput: env steps per second of relax-a2c against SB3's A2C with identical settings (issue #5 §4).
 
-For each environment, relax-a2c (ĉ on), relax-a2c with ``cv_update_interval=4``, the same code with ĉ off,
-and SB3's ``A2C`` are built from ``configs/relax-a2c.yml`` (a2c.yml holds the same values): same env, n_envs,
-n_steps and networks. They run ``--steps`` timesteps each, interleaved over ``--repeats`` rounds in one process
-on one machine, each round starting with another arm. Each ratio to A2C is the median over rounds of the two
-arms' fps in the same round, so a drift of the machine's speed cancels (DESIGN §7: a ratio; absolute fps is
-noise here). The time spent inside ``train()`` (the update) and inside ``collect_rollouts()`` is recorded too;
-the update-time difference between ĉ on and ĉ off is ĉ's cost (its forward passes and the variance objective's
-double backprop).
+For each environment, relax-a2c (ĉ on), relax-a2c with ``cv_update_interval=4``, relax-a2c with
+``cv_coef="auto"``, the same code with ĉ off, and SB3's ``A2C`` are built from ``configs/relax-a2c.yml``
+(a2c.yml holds the same values): same env, n_envs, n_steps and networks. They run ``--steps`` timesteps each,
+interleaved over ``--repeats`` rounds in one process on one machine, each round starting with another arm.
+Each ratio to A2C is the median over rounds of the two arms' fps in the same round, so a drift of the
+machine's speed cancels (DESIGN §7: a ratio; absolute fps is noise here). The time spent inside ``train()``
+(the update) and inside ``collect_rollouts()`` is recorded too; the update-time difference between ĉ on and
+ĉ off is ĉ's cost (its forward passes and the variance objective's double backprop).
 
     python experiments/throughput.py --out results/throughput
     python experiments/throughput.py --quick --out /tmp/throughput_quick
@@ -30,7 +30,8 @@ import torch
 from relax_rl.runs import command_line
 
 ENVS = {"CartPole-v1": 20_000, "LunarLander-v3": 20_000, "InvertedPendulum-v5": 10_000, "ALE/Pong-v5": 1_024}
-ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c", "relax-a2c (phi every 4th update)")
+ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c", "relax-a2c (phi every 4th update)",
+        "relax-a2c (cv_coef auto)")
 QUICK = {"envs": ["CartPole-v1"], "steps": 800, "repeats": 2}
 
 
@@ -53,6 +54,8 @@ def build(arm: str, env_id: str, seed: int) -> Any:
         entry["action_dependent_cv"] = arm != "relax-a2c (c-hat off)"
         if arm == "relax-a2c (phi every 4th update)":
             entry["cv_update_interval"] = 4
+        if arm == "relax-a2c (cv_coef auto)":
+            entry["cv_coef"] = "auto"
         algo_class = RelaxA2C
     kwargs, special = build_algo_kwargs(entry, algo_class)
     env = make_env(env_id, n_envs=special.get("n_envs", 1), seed=seed, normalize=special["normalize"],
@@ -100,7 +103,7 @@ def measure_env(env_id: str, steps: int, repeats: int, seed: int) -> dict:
         for arm in ARMS[index % len(ARMS):] + ARMS[:index % len(ARMS)]:  # each round starts with another arm
             rounds[arm].append(timed(models[arm], steps))
     summary = {arm: {key: float(np.median([r[key] for r in rs])) for key in rs[0]} for arm, rs in rounds.items()}
-    a2c, off, on, every4 = (summary[a] for a in ARMS)
+    off, on = summary["relax-a2c (c-hat off)"], summary["relax-a2c"]
     model = models["relax-a2c"]
 
     def paired_ratio(arm: str) -> float:
@@ -113,6 +116,7 @@ def measure_env(env_id: str, steps: int, repeats: int, seed: int) -> dict:
         "ratio_relax_to_a2c": paired_ratio("relax-a2c"),
         "ratio_c_hat_off_to_a2c": paired_ratio("relax-a2c (c-hat off)"),
         "ratio_relax_every4_to_a2c": paired_ratio("relax-a2c (phi every 4th update)"),
+        "ratio_relax_auto_to_a2c": paired_ratio("relax-a2c (cv_coef auto)"),
         "update_share_relax": on["train_s"] / on["wall_s"],
         "c_hat_share_of_update": max(on["train_s"] - off["train_s"], 0.0) / on["train_s"],
     }
@@ -121,19 +125,20 @@ def measure_env(env_id: str, steps: int, repeats: int, seed: int) -> dict:
 def write_markdown(results: list[dict], path: str, command: str) -> None:
     lines = ["# Throughput: relax-a2c against SB3 A2C, same settings", "", f"Command: `{command}`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-             f"{torch.__version__}. fps: median over the rounds of env steps per second; the four arms run "
+             f"{torch.__version__}. fps: median over the rounds of env steps per second; the five arms run "
              "interleaved in one process, each round starting with another arm. Ratios: median over rounds of "
              "the arm's fps over A2C's in the same round. Goal: ratio ≥ 0.8 on the MLP tasks. 'ĉ share of "
              "update' = (update time with ĉ on − with ĉ off) / update time with ĉ on.", "",
              "| env | policy | n_envs × n_steps | A2C fps | ĉ-off fps | relax fps | relax / A2C | ĉ-off / A2C "
-             "| relax, φ every 4th update / A2C | update share of relax time | ĉ share of update |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| relax, φ every 4th update / A2C | relax, cv_coef auto / A2C | update share of relax time "
+             "| ĉ share of update |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         a = r["arms"]
         lines.append(f"| {r['env_id']} | {r['policy']} | {r['n_envs']} × {r['n_steps']} | {a['a2c']['fps']:,.0f} | "
                      f"{a['relax-a2c (c-hat off)']['fps']:,.0f} | {a['relax-a2c']['fps']:,.0f} | "
                      f"{r['ratio_relax_to_a2c']:.2f} | {r['ratio_c_hat_off_to_a2c']:.2f} | "
-                     f"{r['ratio_relax_every4_to_a2c']:.2f} | "
+                     f"{r['ratio_relax_every4_to_a2c']:.2f} | {r['ratio_relax_auto_to_a2c']:.2f} | "
                      f"{r['update_share_relax']:.0%} | {r['c_hat_share_of_update']:.0%} |")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -3,7 +3,13 @@
 from relax_rl import samplers
 from relax_rl.control_variates import ControlVariateMLP
 from relax_rl.estimators import LAX, REBAR, REINFORCE, RELAX, Concrete, lax_surrogate, relax_surrogate
-from relax_rl.variance import EstimatorStepInfo, estimator_step, sample_gradients, variance_loss
+from relax_rl.variance import (
+    ControlVariateCoefficient,
+    EstimatorStepInfo,
+    estimator_step,
+    sample_gradients,
+    variance_loss,
+)
 
 __version__ = "0.1.0"
 
@@ -33,5 +39,6 @@ __all__ = [
     "estimator_step",
     "EstimatorStepInfo",
     "sample_gradients",
+    "ControlVariateCoefficient",
     *_AGENTS,
 ]

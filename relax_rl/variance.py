@@ -11,12 +11,16 @@ of any deterministic extra loss (an entropy bonus), which stays out of L_φ.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["check_finite", "variance_loss", "estimator_step", "EstimatorStepInfo", "sample_gradients"]
+__all__ = [
+    "check_finite", "variance_loss", "estimator_step", "EstimatorStepInfo", "sample_gradients",
+    "ControlVariateCoefficient",
+]
 
 
 def _as_list(tensors: torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tensor]:
@@ -130,3 +134,51 @@ def sample_gradients(
     surrogate, _ = estimator(copies[0] if single else tuple(copies), f)
     grads = torch.autograd.grad(surrogate.sum(), copies)
     return grads[0] if single else tuple(grads)
+
+
+class ControlVariateCoefficient:
+    """Running estimate of the variance-minimizing weight β of a control variate.
+
+    Let ĝ_off be an estimate without the control variate and ĝ_on one with it, both unbiased for the same
+    gradient. Their difference d = ĝ_off − ĝ_on has mean zero, so ĝ_β = ĝ_off − β·d is unbiased for every β
+    that is fixed before the batch is drawn, and
+
+        tr Var(ĝ_β) = tr Var(ĝ_off) − 2β·E⟨ĝ_off, d⟩ + β²·E‖d‖²,   minimized at   β* = E⟨ĝ_off, d⟩ / E‖d‖².
+
+    ``value`` is β* from exponential moving averages (weight ``1 − decay``) over the batches already seen,
+    clipped to [0, 1]: 0 falls back to ĝ_off, 1 is the control variate as trained. Each batch's two sums are
+    divided by its own ‖ĝ_off‖² + ‖d‖² before they enter the averages, so every batch weighs the same: in RL the
+    gradients' scale falls by orders of magnitude as the policy converges, and raw averages would answer with
+    the scale of long-past batches. Call ``update`` after using ``value`` on a batch, never before (β must not
+    depend on the batch it weights). Because the surrogates are linear in c, ĝ_β is the estimate with c
+    replaced by β·c. Until d has been non-zero once, ``value`` stays at ``initial``.
+    """
+
+    def __init__(self, decay: float = 0.99, initial: float = 1.0) -> None:
+        if not 0.0 <= float(decay) < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = float(decay)
+        self.value = float(initial)
+        self.cross = 0.0  # EMA of ⟨ĝ_off, d⟩ / (‖ĝ_off‖² + ‖d‖²)
+        self.norm = 0.0  # EMA of ‖d‖² / (‖ĝ_off‖² + ‖d‖²)
+
+    def update(self, off: Sequence[torch.Tensor | None], on: Sequence[torch.Tensor | None]) -> None:
+        """Fold one batch's pair of estimates (matching lists of per-parameter gradients) into β."""
+        pairs = [(g_off, g_on) for g_off, g_on in zip(off, on, strict=True) if g_off is not None or g_on is not None]
+        if not pairs:
+            return
+        flat_off = torch.cat([(torch.zeros_like(g_on) if g_off is None else g_off.detach()).flatten()
+                              for g_off, g_on in pairs])
+        flat_on = torch.cat([(torch.zeros_like(g_off) if g_on is None else g_on.detach()).flatten()
+                             for g_off, g_on in pairs])
+        d = flat_off - flat_on
+        cross, norm, scale = torch.stack([flat_off @ d, d @ d, flat_off @ flat_off]).tolist()
+        if not (math.isfinite(cross) and math.isfinite(norm) and math.isfinite(scale)):
+            raise FloatingPointError("non-finite gradient estimates: refusing to update the control-variate weight")
+        if norm == 0.0:  # c is 0 on this batch (e.g. its scale starts at 0): nothing to learn about β
+            return
+        cross, norm = cross / (scale + norm), norm / (scale + norm)
+        self.cross = self.decay * self.cross + (1.0 - self.decay) * cross
+        self.norm = self.decay * self.norm + (1.0 - self.decay) * norm
+        if self.norm > 0.0:
+            self.value = min(max(self.cross / self.norm, 0.0), 1.0)

@@ -119,6 +119,16 @@ def test_agent_gradient_stays_unbiased_with_a_large_cv():
     assert worst < 4.5
 
 
+@pytest.mark.parametrize("continuous", [False, True], ids=["relax-discrete", "lax-continuous"])
+def test_agent_gradient_stays_unbiased_with_a_weighted_cv(continuous):
+    """cv_coef < 1 (fixed, or β from "auto") weights every ĉ term alike: still unbiased with a large ĉ."""
+    model = _trained_model(continuous)
+    _amplify_cv(model)
+    model.cv_coef = 0.4
+    worst, _ = _max_z(model, continuous)
+    assert worst < 4.5
+
+
 def test_detaching_the_conditional_sample_is_caught(monkeypatch):
     """Negative control: the same check rejects a RELAX agent whose z̃ is cut from θ."""
     model = _trained_model(False)

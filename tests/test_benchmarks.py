@@ -119,6 +119,7 @@ def test_throughput_arms_share_settings_and_networks():
     for model in models.values():
         assert (model.n_envs, model.n_steps, model.gamma) == (8, 5, 0.99)
     assert models["relax-a2c"].action_dependent_cv and not models["relax-a2c (c-hat off)"].action_dependent_cv
+    assert (models["relax-a2c"].cv_coef, models["relax-a2c (cv_coef auto)"].cv_coef) == (1.0, "auto")
 
 
 def test_throughput_quick_reports_consistent_ratios(tmp_path):

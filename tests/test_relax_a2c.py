@@ -127,6 +127,9 @@ def test_bad_arguments_get_clear_errors():
         RelaxA2C("MlpPolicy", "CartPole-v1", cv_regression_coef=-0.5)
     with pytest.raises(ValueError, match="cv_weight_decay must be >= 0"):
         RelaxA2C("MlpPolicy", "CartPole-v1", cv_weight_decay=-1e-3)
+    for bad in ("optimal", -0.5, None):
+        with pytest.raises(ValueError, match="cv_coef must be a number >= 0 or 'auto'"):
+            RelaxA2C("MlpPolicy", "CartPole-v1", cv_coef=bad)
 
 
 def test_cv_weight_decay_shrinks_phi_where_the_variance_objective_does_not_hold_it(tmp_path):
@@ -148,16 +151,20 @@ def test_cv_weight_decay_shrinks_phi_where_the_variance_objective_does_not_hold_
     assert loaded.cv_weight_decay == 50.0 and loaded.policy.cv_optimizer.param_groups[0]["weight_decay"] == 50.0
 
 
-@pytest.mark.parametrize("ent_coef", [0.0, 0.01])
-def test_theta_gradient_on_phi_steps_is_the_full_losss_gradient(ent_coef, monkeypatch):
+@pytest.mark.parametrize("ent_coef, cv_coef", [(0.0, 1.0), (0.01, 1.0), (0.0, 0.3), (0.01, "auto")])
+def test_theta_gradient_on_phi_steps_is_the_full_losss_gradient(ent_coef, cv_coef, monkeypatch):
     """On updates that step φ, θ's gradient reuses ∇θ S from the variance objective and backprops only the value
-    (and, when ent_coef ≠ 0, entropy) terms itself: the sum must be ∇θ of A2C's whole loss."""
+    (and, when ent_coef ≠ 0, entropy) terms itself: the sum must be ∇θ of A2C's whole loss, with ĉ weighted by
+    the β that predates the batch when cv_coef ≠ 1."""
     from torch.nn import functional as F
 
-    model = RelaxA2C("MlpPolicy", _env("discrete"), n_steps=6, seed=1, device="cpu", ent_coef=ent_coef)
+    model = RelaxA2C("MlpPolicy", _env("discrete"), n_steps=6, seed=1, device="cpu", ent_coef=ent_coef,
+                     cv_coef=cv_coef)
     model.learn(2 * 6 * 3)
+    weight = model._cv_weight()
+    assert weight == (0.3 if cv_coef == 0.3 else model._cv_coef_estimator.value if cv_coef == "auto" else 1.0)
     state, data = _state(model), next(model.rollout_buffer.get(batch_size=None))
-    batch = model._forward_batch(data)
+    batch = model._forward_batch(data, cv_weight=weight)
     loss = (batch["policy_loss"] + ent_coef * -batch["entropy"].mean()
             + model.vf_coef * F.mse_loss(data.returns, batch["values"]))
     theta = model.policy.theta_parameters()
@@ -245,6 +252,20 @@ def test_non_finite_update_is_refused_and_parameters_stay_finite(cv):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.parametrize("cv", [True, False])
+def test_non_finite_gradient_with_finite_loss_is_refused(cv):
+    """A finite loss whose gradient overflows (here a hook on an actor weight) must stop the update: θ unchanged."""
+    model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=4, action_dependent_cv=cv, device="cpu", seed=0)
+    model.policy.action_net.weight.register_hook(lambda grad: grad * float("inf"))
+    before = _state(model)
+    with pytest.raises(FloatingPointError, match="non-finite (gradient of the loss|variance objective)"):
+        model.learn(8)
+    after = _state(model)
+    theta = {name for name, p in model.policy.named_parameters()
+             if any(p is q for q in model.policy.theta_parameters())}
+    assert theta and all(torch.equal(before[k], after[k]) for k in theta)
+
+
 def test_same_seed_gives_identical_parameters():
     runs = []
     for _ in range(2):
@@ -326,3 +347,52 @@ def test_atari_cnn_policy_trains_on_frames_that_are_stacked_and_channel_first():
         assert any(not torch.equal(a, p) for a, p in zip(phi, model.policy.cv_parameters(), strict=True))
     finally:
         env.close()
+
+
+def test_cv_optimizer_runs_foreach_by_default_with_identical_results():
+    """φ's Adam defaults to foreach=True (speed); a user's choice wins, and the parameters match foreach=False."""
+    def trained(policy_kwargs):
+        model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=5, action_dependent_cv=True, device="cpu", seed=3,
+                         policy_kwargs=policy_kwargs)
+        return model, model.learn(400).policy.state_dict()
+
+    default, default_state = trained(None)
+    looped, looped_state = trained({"cv_optimizer_kwargs": {"foreach": False}})
+    assert default.policy.cv_optimizer.defaults["foreach"] is True
+    assert looped.policy.cv_optimizer.defaults["foreach"] is False
+    assert all(torch.equal(default_state[k], looped_state[k]) for k in default_state)
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_cv_coef_weights_c_hat_linearly_in_thetas_estimate(kind):
+    """cv_coef = w gives ĝ_off + w (ĝ_on − ĝ_off) on the same batch: 0 is A2C's estimate, 1 RELAX/LAX as trained."""
+    model = RelaxA2C("MlpPolicy", _env(kind), n_steps=8, seed=2, device="cpu", cv_learning_rate=1e-2)
+    model.learn(2 * 8 * 6)
+    assert model.policy.cv_net.scale.item() != 0.0
+    data = next(model.rollout_buffer.get(batch_size=None))
+    on, off = model.policy_gradient(data), model.policy_gradient(data, control_variate=False)
+    assert any(not torch.allclose(a, b) for a, b in zip(on, off, strict=True) if a is not None)
+    for weight in (0.0, 0.5):
+        model.cv_coef = weight
+        for g, a, b in zip(model.policy_gradient(data), on, off, strict=True):
+            if g is not None:
+                torch.testing.assert_close(g, b + weight * (a - b), rtol=1e-5, atol=1e-6)
+
+
+def test_cv_coef_auto_estimates_beta_logs_it_and_keeps_it_through_save_and_load(tmp_path):
+    from stable_baselines3.common.logger import configure
+
+    model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0, device="cpu", cv_coef="auto",
+                     cv_learning_rate=1e-2)
+    model.set_logger(configure(None, []))
+    model.learn(8 * 150)
+    estimator = model._cv_coef_estimator
+    assert estimator.norm > 0 and 0.0 <= estimator.value <= 1.0
+    assert model.logger.name_to_value["train/cv_coef"] == estimator.value
+    model.save(tmp_path / "auto")
+    loaded = RelaxA2C.load(tmp_path / "auto", device="cpu")
+    assert loaded.cv_coef == "auto"
+    assert (loaded._cv_coef_estimator.value, loaded._cv_coef_estimator.cross, loaded._cv_coef_estimator.norm) == (
+        estimator.value, estimator.cross, estimator.norm)
+    obs = model.get_env().reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])

@@ -204,3 +204,50 @@ def test_clipping_touches_theta_only_and_extra_loss_stays_out_of_the_variance_ob
     assert (enc.logits.detach() - start).abs().item() == pytest.approx(1e-3, rel=1e-6)  # θ clipped
     phi_grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in est.parameters()]))
     assert phi_grad_norm > 1e-3  # φ's gradient was not clipped
+
+
+def _coefficient_samples(n_batches, cv_signal, cv_noise, dim=400, seed=0):
+    """Pairs (ĝ_off, ĝ_on) with ĝ_off = g + n and d = ĝ_off − ĝ_on = cv_signal·n + cv_noise·e (n, e ~ N(0, I)):
+    the variance-minimizing weight is β* = cv_signal / (cv_signal² + cv_noise²)."""
+    generator = torch.Generator().manual_seed(seed)
+    mean = torch.linspace(-1.0, 1.0, dim)
+    for _ in range(n_batches):
+        n, e = torch.randn(dim, generator=generator), torch.randn(dim, generator=generator)
+        off = mean + n
+        yield [off[:dim // 2], off[dim // 2:]], [x - y for x, y in
+                                                zip([off[:dim // 2], off[dim // 2:]],
+                                                    (cv_signal * n + cv_noise * e).split(dim // 2), strict=True)]
+
+
+@pytest.mark.parametrize("cv_signal, cv_noise", [(1.0, 0.5), (0.5, 0.2), (0.0, 1.0), (1.0, 0.0)])
+def test_control_variate_coefficient_finds_the_variance_minimizing_weight(cv_signal, cv_noise):
+    """β̂ converges to β* = E⟨ĝ_off, d⟩ / E‖d‖² (clipped to [0, 1]); on fresh batches ĝ_off − β̂·d then has no
+    more total variance than either estimate alone. A useless control variate (pure noise) gets β ≈ 0."""
+    from relax_rl.variance import ControlVariateCoefficient
+
+    coefficient = ControlVariateCoefficient(decay=0.99)
+    for off, on in _coefficient_samples(1500, cv_signal, cv_noise):
+        coefficient.update(off, on)
+    optimal = min(cv_signal / (cv_signal**2 + cv_noise**2), 1.0)
+    assert abs(coefficient.value - optimal) < 0.05
+    fresh = list(_coefficient_samples(400, cv_signal, cv_noise, seed=1))
+    stack = lambda parts: torch.stack([torch.cat(p) for p in parts])  # noqa: E731
+    off, on = stack([p[0] for p in fresh]), stack([p[1] for p in fresh])
+    weighted = off - coefficient.value * (off - on)
+    total = lambda x: x.var(dim=0).sum().item()  # noqa: E731
+    assert total(weighted) <= 1.02 * min(total(off), total(on))
+
+
+def test_control_variate_coefficient_keeps_its_initial_value_until_the_cv_differs_and_refuses_bad_input():
+    from relax_rl.variance import ControlVariateCoefficient
+
+    coefficient = ControlVariateCoefficient(initial=1.0)
+    same = [torch.ones(3), None]
+    coefficient.update(same, same)  # d = 0: ĉ is still exactly zero, nothing to learn
+    assert coefficient.value == 1.0
+    coefficient.update([torch.ones(3)], [torch.full((3,), 2.0)])  # d = −ĝ_off: ĉ points the wrong way
+    assert coefficient.value == 0.0
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        coefficient.update([torch.full((3,), float("nan"))], [torch.ones(3)])
+    with pytest.raises(ValueError, match="decay"):
+        ControlVariateCoefficient(decay=1.0)
