@@ -35,6 +35,7 @@ CARTPOLE_ROWS = (
     ("relax-a2c (phi every 4th update)", "relax-a2c, φ on every 4th update (`cv_update_interval=4`)"),
     ("relax-a2c (c-hat fits the advantage)", "relax-a2c, ĉ also fits Â (`cv_regression_coef=1`)"),
     ("relax-a2c (phi weight decay 0.01)", "relax-a2c, φ weight decay (`cv_weight_decay=0.01`)"),
+    ("relax-a2c (cv_coef auto)", "relax-a2c, ĉ weighted by the estimated optimal β (`cv_coef=auto`)"),
 )
 
 
@@ -108,6 +109,10 @@ VARIANCE_ROWS = (
     ("variance_phi_weight_decay", "CartPole-v1", "CartPole-v1, φ weight decay 0.01 (`variance_phi_weight_decay`)"),
     ("variance_phi_weight_decay", "InvertedPendulum-v5",
      "InvertedPendulum-v5, φ weight decay 0.01 (`variance_phi_weight_decay`)"),
+    ("variance_cv_coef_auto", "CartPole-v1",
+     "CartPole-v1, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
+    ("variance_cv_coef_auto", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
 )
 
 
