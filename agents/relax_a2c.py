@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from relax_rl.agents.buffers import RelaxDictRolloutBuffer, RelaxRolloutBuffer
 from relax_rl.agents.collection import StoredNoiseCollection
+from relax_rl.agents.cv_weighting import ControlVariateWeighting
 from relax_rl.agents.policies import (
     RelaxActorCriticCnnPolicy,
     RelaxActorCriticPolicy,
@@ -46,7 +47,7 @@ def _check_finite(name: str, *tensors: torch.Tensor | None) -> None:
                  "environment's rewards")
 
 
-class RelaxA2C(StoredNoiseCollection, UpdateLogging, A2C):
+class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2C):
     """A2C whose policy gradient uses a learned action-dependent control variate (RELAX / LAX).
 
     Takes every argument of SB3's :class:`~stable_baselines3.A2C`, plus:
@@ -303,12 +304,6 @@ class RelaxA2C(StoredNoiseCollection, UpdateLogging, A2C):
     def _record_batch_diagnostics(self, batch: dict[str, Any], theta: list[torch.Tensor]) -> None:
         """Extra per-batch diagnostics, computed before anything is stepped (none for RelaxA2C)."""
 
-    def _cv_weight(self) -> float:
-        """β for the next batch: ``cv_coef``, or with "auto" the estimate from the batches before it."""
-        if self._cv_coef_estimator is not None:
-            return self._cv_coef_estimator.value
-        return float(self.cv_coef)
-
     def policy_gradient(self, rollout_data: Any, control_variate: bool = True) -> list[torch.Tensor | None]:
         """The estimate of ∇_θ J from one batch (ascent direction; no entropy bonus, no clipping), one entry per
         parameter of ``policy.theta_parameters()`` (None where the estimate cannot reach, e.g. the value head);
@@ -401,30 +396,6 @@ class RelaxA2C(StoredNoiseCollection, UpdateLogging, A2C):
             "advantages": advantages,
             "c_hat": c_z_tilde_cut,
         }
-
-    @staticmethod
-    def _off_gradient(log_prob: torch.Tensor, advantages: torch.Tensor, theta: list[torch.Tensor]) -> tuple:
-        """∇_θ of the policy loss with ĉ ≡ 0 (A2C's −mean Â log π), the graph kept."""
-        return torch.autograd.grad(-(advantages * log_prob).mean(), theta, retain_graph=True, allow_unused=True)
-
-    def _set_theta_gradient(self, theta: list[torch.Tensor], grads: tuple, rest_grads: tuple, log_prob: torch.Tensor,
-                            advantages: torch.Tensor, weight: float, estimate_weight: bool) -> None:
-        """θ.grad = ĝ_β + ∇(value and entropy terms), from ĝ_on (``grads``, built for φ's objective) and, when ĉ
-        is weighted, ĝ_off: ĝ_β = ĝ_off + β (ĝ_on − ĝ_off). Folds the pair into β's estimate afterwards."""
-        used = grads
-        if weight != 1.0 or estimate_weight:
-            off = self._off_gradient(log_prob, advantages, theta)
-            used = [None if g is None and o is None else
-                    (torch.zeros_like(p) if o is None else o) + weight * (
-                        (torch.zeros_like(p) if g is None else g.detach()) - (0 if o is None else o))
-                    for p, g, o in zip(theta, grads, off, strict=True)]
-        if self.log_grad_variance:
-            self._update_grad_variance(used)
-        for p, g, r in zip(theta, used, rest_grads, strict=True):
-            total_grad = (torch.zeros_like(p) if g is None else g.detach()) + (0 if r is None else r)
-            p.grad = total_grad.clone()
-        if estimate_weight:
-            self._cv_coef_estimator.update(off, grads)
 
     def learn(self, *args: Any, tb_log_name: str = "RelaxA2C", **kwargs: Any) -> RelaxA2C:
         return super().learn(*args, tb_log_name=tb_log_name, **kwargs)

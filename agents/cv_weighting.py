@@ -1,0 +1,52 @@
+"""How ĉ enters θ's estimate in RelaxA2C: weighted by β (``cv_coef``), ĝ_β = ĝ_off + β (ĝ_on − ĝ_off).
+
+The surrogates are linear in ĉ, so ĝ_β is the estimate with ĉ replaced by β·ĉ; any β fixed before the batch keeps
+it unbiased. With ``cv_coef="auto"`` β is :class:`relax_rl.variance.ControlVariateCoefficient`'s running estimate
+of the variance-minimizing weight, fed with each φ-step batch's pair (ĝ_off, ĝ_on) after θ's gradient is set.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from relax_rl.variance import ControlVariateCoefficient
+
+__all__ = ["ControlVariateWeighting"]
+
+
+class ControlVariateWeighting:
+    """Mixin for RelaxA2C: β for the next batch, and θ's gradient from ĝ_on (built for φ's objective) and ĝ_off."""
+
+    cv_coef: float | str
+    _cv_coef_estimator: ControlVariateCoefficient | None
+    log_grad_variance: bool
+
+    def _cv_weight(self) -> float:
+        """β for the next batch: ``cv_coef``, or with "auto" the estimate from the batches before it."""
+        if self._cv_coef_estimator is not None:
+            return self._cv_coef_estimator.value
+        return float(self.cv_coef)
+
+    @staticmethod
+    def _off_gradient(log_prob: torch.Tensor, advantages: torch.Tensor, theta: list[torch.Tensor]) -> tuple:
+        """∇_θ of the policy loss with ĉ ≡ 0 (A2C's −mean Â log π), the graph kept."""
+        return torch.autograd.grad(-(advantages * log_prob).mean(), theta, retain_graph=True, allow_unused=True)
+
+    def _set_theta_gradient(self, theta: list[torch.Tensor], grads: tuple, rest_grads: tuple, log_prob: torch.Tensor,
+                            advantages: torch.Tensor, weight: float, estimate_weight: bool) -> None:
+        """θ.grad = ĝ_β + ∇(value and entropy terms), from ĝ_on (``grads``, built for φ's objective) and, when ĉ
+        is weighted, ĝ_off: ĝ_β = ĝ_off + β (ĝ_on − ĝ_off). Folds the pair into β's estimate afterwards."""
+        used = grads
+        if weight != 1.0 or estimate_weight:
+            off = self._off_gradient(log_prob, advantages, theta)
+            used = [None if g is None and o is None else
+                    (torch.zeros_like(p) if o is None else o) + weight * (
+                        (torch.zeros_like(p) if g is None else g.detach()) - (0 if o is None else o))
+                    for p, g, o in zip(theta, grads, off, strict=True)]
+        if self.log_grad_variance:
+            self._update_grad_variance(used)
+        for p, g, r in zip(theta, used, rest_grads, strict=True):
+            total_grad = (torch.zeros_like(p) if g is None else g.detach()) + (0 if r is None else r)
+            p.grad = total_grad.clone()
+        if estimate_weight:
+            self._cv_coef_estimator.update(off, grads)
