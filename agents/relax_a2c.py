@@ -140,9 +140,9 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             raise ValueError(f"cv_weight_decay must be >= 0, got {cv_weight_decay}")
         if action_dependent_cv and use_sde:
             raise ValueError("action_dependent_cv=True does not support use_sde=True (gSDE); set one of them off")
-        if isinstance(cv_coef, str) and cv_coef != "auto" or not isinstance(cv_coef, str) and not (
-                isinstance(cv_coef, (int, float)) and float(cv_coef) >= 0):
-            raise ValueError(f"cv_coef must be a number >= 0 or 'auto', got {cv_coef!r}")
+        if cv_coef != "auto" and not (isinstance(cv_coef, (int, float)) and not isinstance(cv_coef, bool)
+                                      and 0 <= float(cv_coef) < float("inf")):
+            raise ValueError(f"cv_coef must be a finite number >= 0 or 'auto', got {cv_coef!r}")
         policy_kwargs = dict(policy_kwargs or {})
         initial_cv_lr = cv_learning_rate if isinstance(cv_learning_rate, (int, float)) else cv_learning_rate(1.0)
         policy_kwargs.update(

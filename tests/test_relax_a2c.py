@@ -127,8 +127,8 @@ def test_bad_arguments_get_clear_errors():
         RelaxA2C("MlpPolicy", "CartPole-v1", cv_regression_coef=-0.5)
     with pytest.raises(ValueError, match="cv_weight_decay must be >= 0"):
         RelaxA2C("MlpPolicy", "CartPole-v1", cv_weight_decay=-1e-3)
-    for bad in ("optimal", -0.5, None):
-        with pytest.raises(ValueError, match="cv_coef must be a number >= 0 or 'auto'"):
+    for bad in ("optimal", -0.5, float("nan"), float("inf"), None, True):
+        with pytest.raises(ValueError, match="cv_coef must be a finite number >= 0 or 'auto'"):
             RelaxA2C("MlpPolicy", "CartPole-v1", cv_coef=bad)
 
 
