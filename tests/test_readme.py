@@ -114,6 +114,9 @@ VARIANCE_ROWS = (
      "CartPole-v1, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
     ("variance_cv_coef_auto", "InvertedPendulum-v5",
      "InvertedPendulum-v5, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
+    ("variance_seeds_1_2", "CartPole-v1", "CartPole-v1, relax-a2c, seeds 1 and 2 (`variance_seeds_1_2`)"),
+    ("variance_cv_coef_auto_seeds_1_2", "CartPole-v1",
+     "CartPole-v1, ĉ weighted by the estimated optimal β, seeds 1 and 2 (`variance_cv_coef_auto_seeds_1_2`)"),
 )
 
 
