@@ -14,6 +14,11 @@ from relax_rl.variance import ControlVariateCoefficient
 __all__ = ["ControlVariateWeighting"]
 
 
+def _filled(grad: torch.Tensor | None, param: torch.Tensor) -> torch.Tensor:
+    """A gradient that autograd left as None (the parameter is out of reach) is a zero gradient."""
+    return torch.zeros_like(param) if grad is None else grad
+
+
 class ControlVariateWeighting:
     """Mixin for RelaxA2C: β for the next batch, and θ's gradient from ĝ_on (built for φ's objective) and ĝ_off."""
 
@@ -39,9 +44,8 @@ class ControlVariateWeighting:
         used = grads
         if weight != 1.0 or estimate_weight:
             off = self._off_gradient(log_prob, advantages, theta)
-            used = [None if g is None and o is None else
-                    (torch.zeros_like(p) if o is None else o) + weight * (
-                        (torch.zeros_like(p) if g is None else g.detach()) - (0 if o is None else o))
+            used = [None if g is None and o is None
+                    else _filled(o, p) + weight * (_filled(g, p).detach() - _filled(o, p))
                     for p, g, o in zip(theta, grads, off, strict=True)]
         if self.log_grad_variance:
             self._update_grad_variance(used)
