@@ -50,7 +50,9 @@ class ControlVariateWeighting:
         if self.log_grad_variance:
             self._update_grad_variance(used)
         for p, g, r in zip(theta, used, rest_grads, strict=True):
-            total_grad = (torch.zeros_like(p) if g is None else g.detach()) + (0 if r is None else r)
-            p.grad = total_grad.clone()
+            if g is None:
+                p.grad = torch.zeros_like(p) if r is None else r
+            else:  # (a copy: clipping scales .grad in place, and ĝ_on is still part of φ's graph)
+                p.grad = g.detach() + r if r is not None else g.detach().clone()
         if estimate_weight:
             self._cv_coef_estimator.update(off, grads)

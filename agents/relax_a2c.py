@@ -337,7 +337,6 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         # θ's gradient comes from the φ that predates this batch (so φ never depends on the batch it corrects)
         step_cv = cv_on and self._n_updates % self.cv_update_interval == 0
         reuse_cv_grads = step_cv and self.cv_loss_space == "params"
-        policy.optimizer.zero_grad()
         if reuse_cv_grads:
             # ∇_θ policy_loss is built below with create_graph for φ's objective; reuse it for θ, and backprop
             # only the value and entropy terms here (one pass through the actor saved)
@@ -346,6 +345,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
                 rest = rest + self.ent_coef * entropy_loss
             rest_grads = torch.autograd.grad(rest, theta, retain_graph=True, allow_unused=True)
         else:
+            policy.optimizer.zero_grad()  # (the other branch sets every θ.grad outright)
             loss.backward(inputs=theta, retain_graph=True)
             # ĝ alone (without the value and entropy terms), for the running variance; with ĉ trained on the
             # weights' gradient it is only tracked on the updates that compute that gradient anyway
@@ -377,9 +377,11 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
                 total = cv_loss if extra is None else cv_loss + extra
                 # (a NaN or inf in cv_loss carries into the total: one check covers both)
                 _check_finite("variance objective (cv_loss)" if extra is None else "control-variate loss", total)
-                policy.cv_optimizer.zero_grad()
-                total.backward(inputs=phi, retain_graph=True)
-                _check_finite("gradient of the variance objective", *[p.grad for p in phi])
+                # (φ.grad set outright: the same numbers as zero_grad() and backward(), one pass over φ fewer)
+                phi_grads = torch.autograd.grad(total, phi, retain_graph=True, allow_unused=True)
+                _check_finite("gradient of the variance objective", *phi_grads)
+                for param, grad in zip(phi, phi_grads, strict=True):
+                    param.grad = grad
                 policy.cv_optimizer.step()
                 cv_losses.append(cv_loss.item())
 

@@ -2,12 +2,14 @@
 
 For each environment, relax-a2c (ĉ on), relax-a2c with ``cv_update_interval=4``, relax-a2c with
 ``cv_coef="auto"``, the same code with ĉ off, and SB3's ``A2C`` are built from ``configs/relax-a2c.yml``
-(a2c.yml holds the same values): same env, n_envs, n_steps and networks. They run ``--steps`` timesteps each,
-interleaved over ``--repeats`` rounds in one process on one machine, each round starting with another arm.
-Each ratio to A2C is the median over rounds of the two arms' fps in the same round, so a drift of the
-machine's speed cancels (DESIGN §7: a ratio; absolute fps is noise here). The time spent inside ``train()``
-(the update) and inside ``collect_rollouts()`` is recorded too; the update-time difference between ĉ on and
-ĉ off is ĉ's cost (its forward passes and the variance objective's double backprop).
+(a2c.yml holds the same values): same env, n_envs, n_steps and networks. Each arm trains ``--steps`` timesteps
+with the body of SB3's ``learn()`` loop (collect a rollout, update the progress, ``train()``), the arms taking
+turns in ``--blocks`` blocks of a few rollouts each, in one process; each block starts with another arm. A
+block lasts a fraction of a second, so a drift of the machine's speed hits all arms of a block alike, and the
+ratio to A2C is the median over blocks of the two arms' fps in the same block (DESIGN §7: a ratio; absolute fps
+is noise here). The time spent inside ``train()`` (the update) and inside ``collect_rollouts()`` is recorded
+too; the update-time difference between ĉ on and ĉ off is ĉ's cost (its forward passes and the variance
+objective's double backprop).
 
     python experiments/throughput.py --out results/throughput
     python experiments/throughput.py --quick --out /tmp/throughput_quick
@@ -29,10 +31,15 @@ import torch
 
 from relax_rl.runs import command_line
 
-ENVS = {"CartPole-v1": 20_000, "LunarLander-v3": 20_000, "InvertedPendulum-v5": 10_000, "ALE/Pong-v5": 1_024}
+# timesteps per arm (all blocks together)
+ENVS = {"CartPole-v1": 100_000, "LunarLander-v3": 100_000, "InvertedPendulum-v5": 50_000, "ALE/Pong-v5": 5_120}
 ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c", "relax-a2c (phi every 4th update)",
         "relax-a2c (cv_coef auto)")
-QUICK = {"envs": ["CartPole-v1"], "steps": 800, "repeats": 2}
+# result key of each arm's paired fps ratio to A2C
+RATIO_KEYS = {"ratio_relax_to_a2c": "relax-a2c", "ratio_c_hat_off_to_a2c": "relax-a2c (c-hat off)",
+              "ratio_relax_every4_to_a2c": "relax-a2c (phi every 4th update)",
+              "ratio_relax_auto_to_a2c": "relax-a2c (cv_coef auto)"}
+QUICK = {"envs": ["CartPole-v1"], "steps": 800, "blocks": 4}
 
 
 def build(arm: str, env_id: str, seed: int) -> Any:
@@ -64,59 +71,67 @@ def build(arm: str, env_id: str, seed: int) -> Any:
     return algo_class(policy, env, seed=seed, device="cpu", **kwargs)
 
 
-def timed(model: Any, steps: int) -> dict[str, float]:
-    """Learn ``steps`` timesteps; fps and the seconds spent in collect_rollouts and train."""
-    spent = {"collect": 0.0, "train": 0.0}
+class Stepper:
+    """One arm's training loop, run a few rollouts at a time: the body of SB3's ``OnPolicyAlgorithm.learn`` loop
+    (``collect_rollouts``, the progress update, ``train``), timed. Logs are not dumped (learn() dumps them every
+    100 updates by default: a small cost, the same for every arm)."""
 
-    def wrap(name: str, key: str) -> None:
-        inner = getattr(model, name)
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.total, self.callback = model._setup_learn(10**12, None, reset_num_timesteps=False)
+        self.callback.on_training_start(locals(), globals())
 
-        def timed_call(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                spent[key] += time.perf_counter() - start
+    def run(self, rollouts: int) -> dict[str, float]:
+        """Train ``rollouts`` rollouts; fps and the seconds spent in collect_rollouts and train."""
+        model, collect_s, train_s = self.model, 0.0, 0.0
+        start_steps, start = model.num_timesteps, time.perf_counter()
+        for _ in range(rollouts):
+            collect_start = time.perf_counter()
+            if not model.collect_rollouts(model.env, self.callback, model.rollout_buffer, model.n_steps):
+                raise RuntimeError("a callback stopped the rollout")
+            model._update_current_progress_remaining(model.num_timesteps, self.total)
+            train_start = time.perf_counter()
+            model.train()
+            collect_s += train_start - collect_start
+            train_s += time.perf_counter() - train_start
+        wall = time.perf_counter() - start
+        return {"fps": (model.num_timesteps - start_steps) / wall, "wall_s": wall, "collect_s": collect_s,
+                "train_s": train_s}
 
-        setattr(model, name, timed_call)
 
-    wrap("collect_rollouts", "collect")
-    wrap("train", "train")
-    start_steps, start = model.num_timesteps, time.perf_counter()
-    model.learn(steps, reset_num_timesteps=False)
-    wall = time.perf_counter() - start
-    del model.collect_rollouts, model.train  # back to the class methods
-    fps = (model.num_timesteps - start_steps) / wall
-    return {"fps": fps, "wall_s": wall, **{f"{key}_s": seconds for key, seconds in spent.items()}}
-
-
-def measure_env(env_id: str, steps: int, repeats: int, seed: int) -> dict:
+def measure_env(env_id: str, steps: int, blocks: int, seed: int) -> dict:
     from relax_rl.envs import is_atari
 
     cnn = is_atari(env_id)
     torch.set_num_threads(torch.get_num_threads() if cnn else 1)
-    models = {arm: build(arm, env_id, seed) for arm in ARMS}
-    for model in models.values():  # warm-up: first calls allocate buffers and build autograd state
-        timed(model, max(model.n_envs * model.n_steps * 2, steps // 10))
-    rounds: dict[str, list[dict]] = {arm: [] for arm in ARMS}
-    for index in range(repeats):
-        for arm in ARMS[index % len(ARMS):] + ARMS[:index % len(ARMS)]:  # each round starts with another arm
-            rounds[arm].append(timed(models[arm], steps))
-    summary = {arm: {key: float(np.median([r[key] for r in rs])) for key in rs[0]} for arm, rs in rounds.items()}
+    steppers = {arm: Stepper(build(arm, env_id, seed)) for arm in ARMS}
+    model = steppers["relax-a2c"].model
+    rollout_steps = model.n_envs * model.n_steps
+    rollouts = max(1, round(steps / (blocks * rollout_steps)))  # per arm and block
+    for stepper in steppers.values():  # warm-up: first calls allocate buffers and build autograd state
+        stepper.run(max(2, rollouts // 5))
+    per_block: dict[str, list[dict]] = {arm: [] for arm in ARMS}
+    for index in range(blocks):
+        for arm in ARMS[index % len(ARMS):] + ARMS[:index % len(ARMS)]:  # each block starts with another arm
+            per_block[arm].append(steppers[arm].run(rollouts))
+    summary = {arm: {key: float(np.sum([b[key] for b in bs])) for key in ("wall_s", "collect_s", "train_s")}
+               for arm, bs in per_block.items()}
+    for arm, bs in per_block.items():
+        summary[arm]["fps"] = float(np.median([b["fps"] for b in bs]))
     off, on = summary["relax-a2c (c-hat off)"], summary["relax-a2c"]
-    model = models["relax-a2c"]
 
-    def paired_ratio(arm: str) -> float:
-        """Median over rounds of the arm's fps over A2C's in the same round (drift of the machine cancels)."""
-        return float(np.median([r["fps"] / b["fps"] for r, b in zip(rounds[arm], rounds["a2c"], strict=True)]))
+    def paired_ratios(arm: str) -> np.ndarray:
+        """The arm's fps over A2C's in the same block, block by block (a drift of the machine cancels)."""
+        return np.array([b["fps"] / a2c["fps"] for b, a2c in zip(per_block[arm], per_block["a2c"], strict=True)])
 
+    ratios = {key: paired_ratios(arm) for key, arm in RATIO_KEYS.items()}
     return {
         "env_id": env_id, "n_envs": model.n_envs, "n_steps": model.n_steps, "policy": type(model.policy).__name__,
-        "steps": steps, "repeats": repeats, "arms": summary, "rounds": rounds,
-        "ratio_relax_to_a2c": paired_ratio("relax-a2c"),
-        "ratio_c_hat_off_to_a2c": paired_ratio("relax-a2c (c-hat off)"),
-        "ratio_relax_every4_to_a2c": paired_ratio("relax-a2c (phi every 4th update)"),
-        "ratio_relax_auto_to_a2c": paired_ratio("relax-a2c (cv_coef auto)"),
+        "steps": blocks * rollouts * rollout_steps, "blocks": blocks, "rollouts_per_block": rollouts,
+        "arms": summary, "blocks_measured": per_block,
+        **{key: float(np.median(r)) for key, r in ratios.items()},
+        **{f"{key}_quartiles": [float(q) for q in np.percentile(r, [25, 75])] for key, r in ratios.items()},
+        "update_cost_relax_to_a2c": on["train_s"] / summary["a2c"]["train_s"],
         "update_share_relax": on["train_s"] / on["wall_s"],
         "c_hat_share_of_update": max(on["train_s"] - off["train_s"], 0.0) / on["train_s"],
     }
@@ -125,21 +140,27 @@ def measure_env(env_id: str, steps: int, repeats: int, seed: int) -> dict:
 def write_markdown(results: list[dict], path: str, command: str) -> None:
     lines = ["# Throughput: relax-a2c against SB3 A2C, same settings", "", f"Command: `{command}`", "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-             f"{torch.__version__}. fps: median over the rounds of env steps per second; the five arms run "
-             "interleaved in one process, each round starting with another arm. Ratios: median over rounds of "
-             "the arm's fps over A2C's in the same round. Goal: ratio ≥ 0.8 on the MLP tasks. 'ĉ share of "
-             "update' = (update time with ĉ on − with ĉ off) / update time with ĉ on.", "",
-             "| env | policy | n_envs × n_steps | A2C fps | ĉ-off fps | relax fps | relax / A2C | ĉ-off / A2C "
-             "| relax, φ every 4th update / A2C | relax, cv_coef auto / A2C | update share of relax time "
-             "| ĉ share of update |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"{torch.__version__}. The five arms take turns in blocks of a few rollouts (SB3's learn() loop body), "
+             "each block starting with another arm. fps: median over blocks. Ratios: median over blocks of the "
+             "arm's fps over A2C's in the same block, with the quartiles over blocks in brackets. Goal: ratio ≥ 0.8 "
+             "on the MLP tasks. 'update cost': relax-a2c's time in train() over A2C's. 'ĉ share of update' = "
+             "(update time with ĉ on − with ĉ off) / update time with ĉ on.", "",
+             "| env | policy | n_envs × n_steps | blocks × rollouts | A2C fps | relax fps | relax / A2C "
+             "| ĉ-off / A2C | relax, φ every 4th update / A2C | relax, cv_coef auto / A2C | update cost relax / A2C "
+             "| update share of relax time | ĉ share of update |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ratio(r: dict, key: str) -> str:
+        low, high = r[f"{key}_quartiles"]
+        return f"{r[key]:.2f} ({low:.2f}-{high:.2f})"
+
     for r in results:
         a = r["arms"]
-        lines.append(f"| {r['env_id']} | {r['policy']} | {r['n_envs']} × {r['n_steps']} | {a['a2c']['fps']:,.0f} | "
-                     f"{a['relax-a2c (c-hat off)']['fps']:,.0f} | {a['relax-a2c']['fps']:,.0f} | "
-                     f"{r['ratio_relax_to_a2c']:.2f} | {r['ratio_c_hat_off_to_a2c']:.2f} | "
-                     f"{r['ratio_relax_every4_to_a2c']:.2f} | {r['ratio_relax_auto_to_a2c']:.2f} | "
-                     f"{r['update_share_relax']:.0%} | {r['c_hat_share_of_update']:.0%} |")
+        lines.append(f"| {r['env_id']} | {r['policy']} | {r['n_envs']} × {r['n_steps']} | "
+                     f"{r['blocks']} × {r['rollouts_per_block']} | {a['a2c']['fps']:,.0f} | "
+                     f"{a['relax-a2c']['fps']:,.0f} | " + " | ".join(ratio(r, key) for key in RATIO_KEYS) + " | "
+                     f"{r['update_cost_relax_to_a2c']:.2f}× | {r['update_share_relax']:.0%} | "
+                     f"{r['c_hat_share_of_update']:.0%} |")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
 
@@ -147,14 +168,17 @@ def write_markdown(results: list[dict], path: str, command: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", default=list(ENVS))
-    parser.add_argument("--steps", type=int, default=None, help="timesteps per round (default: per env)")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per arm")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"timesteps per arm, all blocks together (default: per env, {ENVS})")
+    parser.add_argument("--blocks", type=int, default=50, help="blocks of rollouts each arm runs, taking turns")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/throughput")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     args = parser.parse_args(argv)
     if args.quick:
-        args.envs, args.steps, args.repeats = QUICK["envs"], args.steps or QUICK["steps"], QUICK["repeats"]
+        args.envs, args.steps, args.blocks = QUICK["envs"], args.steps or QUICK["steps"], QUICK["blocks"]
+    if args.blocks < 1 or (args.steps is not None and args.steps < 1):
+        parser.error(f"--blocks and --steps must be >= 1, got {args.blocks} and {args.steps}")
     from relax_rl.envs import is_atari
     from relax_rl.hyperparams import load_packaged_config, lookup_entry
 
@@ -170,7 +194,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     os.makedirs(args.out, exist_ok=True)
     results = []
     for env_id in args.envs:
-        result = measure_env(env_id, args.steps or ENVS.get(env_id, 10_000), args.repeats, args.seed)
+        result = measure_env(env_id, args.steps or ENVS.get(env_id, 50_000), args.blocks, args.seed)
         print(f"{env_id}: relax/A2C {result['ratio_relax_to_a2c']:.2f}, "
               f"ĉ-off/A2C {result['ratio_c_hat_off_to_a2c']:.2f}, "
               f"ĉ share of update {result['c_hat_share_of_update']:.0%}", flush=True)

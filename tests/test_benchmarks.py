@@ -124,12 +124,17 @@ def test_throughput_arms_share_settings_and_networks():
 
 def test_throughput_quick_reports_consistent_ratios(tmp_path):
     (result,) = throughput.main(["--quick", "--out", str(tmp_path)])
-    arms, rounds = result["arms"], result["rounds"]
-    paired = [r["fps"] / a["fps"] for r, a in zip(rounds["relax-a2c"], rounds["a2c"], strict=True)]
-    assert len(paired) == 2 and result["ratio_relax_to_a2c"] == pytest.approx(float(np.median(paired)))
-    for arm in arms.values():
-        assert arm["collect_s"] + arm["train_s"] <= arm["wall_s"]
-    assert "| CartPole-v1 | RelaxActorCriticPolicy | 8 × 5 |" in (tmp_path / "throughput.md").read_text()
+    arms, blocks = result["arms"], result["blocks_measured"]
+    paired = [r["fps"] / a["fps"] for r, a in zip(blocks["relax-a2c"], blocks["a2c"], strict=True)]
+    assert len(paired) == 4 and result["ratio_relax_to_a2c"] == pytest.approx(float(np.median(paired)))
+    low, high = result["ratio_relax_to_a2c_quartiles"]
+    assert low <= result["ratio_relax_to_a2c"] <= high
+    assert result["steps"] == 800 == result["rollouts_per_block"] * 4 * 40
+    for arm, measured in blocks.items():  # every arm ran the same steps, and the parts add up to at most the whole
+        assert [b["fps"] * b["wall_s"] for b in measured] == pytest.approx([result["rollouts_per_block"] * 40] * 4)
+        assert arms[arm]["collect_s"] + arms[arm]["train_s"] <= arms[arm]["wall_s"]
+        assert arms[arm]["wall_s"] == pytest.approx(sum(b["wall_s"] for b in measured))
+    assert "| CartPole-v1 | RelaxActorCriticPolicy | 8 × 5 | 4 × 5 |" in (tmp_path / "throughput.md").read_text()
 
 
 @pytest.mark.parametrize("script", ["variance", "throughput"])

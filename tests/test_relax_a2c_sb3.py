@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -119,3 +120,24 @@ def test_tensorboard_has_sb3_and_relax_keys(tmp_path):
     assert len(cv_loss) >= 5 and all(np.isfinite(cv_loss)) and min(cv_loss) >= 0
     temperature = [event.value for event in accumulator.Scalars("train/cv_temperature")]
     assert all(t > 0 for t in temperature)
+
+
+def test_cv_diagnostics_match_their_definitions():
+    """train/cv_advantage_corr is Pearson's r of (ĉ(z̃⊥), Â) and the residual ratio is Var(Â − ĉ) / Var(Â)."""
+    import torch
+
+    model = RelaxA2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=8, seed=0, device="cpu")
+    model.learn(32)
+    generator = torch.Generator().manual_seed(0)
+    advantages = torch.randn(40, 1, generator=generator)
+    c_hat = (0.6 * advantages + 0.5 * torch.randn(40, 1, generator=generator)).requires_grad_()
+    model._record_cv_diagnostics([0.25], advantages.flatten(), c_hat)
+    logged = model.logger.name_to_value
+    a, c = advantages.numpy().ravel(), c_hat.detach().numpy().ravel()
+    assert logged["train/cv_loss"] == 0.25
+    assert logged["train/cv_advantage_corr"] == pytest.approx(np.corrcoef(c, a)[0, 1], rel=1e-6)
+    assert logged["train/cv_advantage_residual_ratio"] == pytest.approx(np.var(a - c) / np.var(a), rel=1e-6)
+    model.logger.name_to_value.clear()  # a constant ĉ has no correlation to report
+    model._record_cv_diagnostics([0.25], advantages.flatten(), torch.zeros(40, 1))
+    assert "train/cv_advantage_corr" not in model.logger.name_to_value
+    assert model.logger.name_to_value["train/cv_advantage_residual_ratio"] == pytest.approx(1.0)
