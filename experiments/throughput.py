@@ -32,14 +32,15 @@ import torch
 from relax_rl.runs import command_line
 
 # timesteps per arm (all blocks together)
-ENVS = {"CartPole-v1": 100_000, "LunarLander-v3": 100_000, "InvertedPendulum-v5": 50_000, "ALE/Pong-v5": 5_120}
+ENVS = {"CartPole-v1": 100_000, "LunarLander-v3": 100_000, "InvertedPendulum-v5": 50_000, "ALE/Pong-v5": 16_000}
 ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c", "relax-a2c (phi every 4th update)",
         "relax-a2c (cv_coef auto)")
+PERIOD = 4  # cv_update_interval of the "φ every 4th update" arm
 # result key of each arm's paired fps ratio to A2C
 RATIO_KEYS = {"ratio_relax_to_a2c": "relax-a2c", "ratio_c_hat_off_to_a2c": "relax-a2c (c-hat off)",
               "ratio_relax_every4_to_a2c": "relax-a2c (phi every 4th update)",
               "ratio_relax_auto_to_a2c": "relax-a2c (cv_coef auto)"}
-QUICK = {"envs": ["CartPole-v1"], "steps": 800, "blocks": 4}
+QUICK = {"envs": ["CartPole-v1"], "steps": 640, "blocks": 4}
 
 
 def build(arm: str, env_id: str, seed: int) -> Any:
@@ -60,7 +61,7 @@ def build(arm: str, env_id: str, seed: int) -> Any:
     else:
         entry["action_dependent_cv"] = arm != "relax-a2c (c-hat off)"
         if arm == "relax-a2c (phi every 4th update)":
-            entry["cv_update_interval"] = 4
+            entry["cv_update_interval"] = PERIOD
         if arm == "relax-a2c (cv_coef auto)":
             entry["cv_coef"] = "auto"
         algo_class = RelaxA2C
@@ -107,7 +108,9 @@ def measure_env(env_id: str, steps: int, blocks: int, seed: int) -> dict:
     steppers = {arm: Stepper(build(arm, env_id, seed)) for arm in ARMS}
     model = steppers["relax-a2c"].model
     rollout_steps = model.n_envs * model.n_steps
-    rollouts = max(1, round(steps / (blocks * rollout_steps)))  # per arm and block
+    # rollouts per arm and block: a multiple of 4, so that every block of the "φ every 4th update" arm holds the
+    # same share of φ steps (with one rollout per block its median block would be one without φ's step)
+    rollouts = PERIOD * max(1, round(steps / (blocks * rollout_steps * PERIOD)))
     for stepper in steppers.values():  # warm-up: first calls allocate buffers and build autograd state
         stepper.run(max(2, rollouts // 5))
     per_block: dict[str, list[dict]] = {arm: [] for arm in ARMS}

@@ -129,7 +129,7 @@ def test_throughput_quick_reports_consistent_ratios(tmp_path):
     assert len(paired) == 4 and result["ratio_relax_to_a2c"] == pytest.approx(float(np.median(paired)))
     low, high = result["ratio_relax_to_a2c_quartiles"]
     assert low <= result["ratio_relax_to_a2c"] <= high
-    assert result["steps"] == 800 == result["rollouts_per_block"] * 4 * 40
+    assert result["steps"] == 640 == result["rollouts_per_block"] * 4 * 40
     for arm, measured in blocks.items():  # every arm ran the same steps, and the parts add up to at most the whole
         assert [b["fps"] * b["wall_s"] for b in measured] == pytest.approx([result["rollouts_per_block"] * 40] * 4)
         assert arms[arm]["collect_s"] + arms[arm]["train_s"] <= arms[arm]["wall_s"]
