@@ -105,8 +105,9 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
 
     def _cv_optimizer_defaults(self) -> dict[str, Any]:
         """``foreach=True`` where φ's optimizer takes it and the user did not choose: one fused op per update step
-        over φ's few small tensors instead of a Python loop over them (same arithmetic, bit-identical on CPU)."""
-        if "foreach" in self.cv_optimizer_kwargs:
+        over φ's few small tensors instead of a Python loop over them (same arithmetic, bit-identical on CPU).
+        Not when the user chose ``foreach`` or ``fused`` (torch refuses both at once)."""
+        if {"foreach", "fused"} & set(self.cv_optimizer_kwargs):
             return {}
         if "foreach" not in inspect.signature(self.cv_optimizer_class.__init__).parameters:
             return {}

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import time
 from typing import Any
 
@@ -72,19 +73,35 @@ def build(arm: str, env_id: str, seed: int) -> Any:
     return algo_class(policy, env, seed=seed, device="cpu", **kwargs)
 
 
+def _rng_state() -> tuple:
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _set_rng_state(state: tuple) -> None:
+    torch.set_rng_state(state[0])
+    np.random.set_state(state[1])
+    random.setstate(state[2])
+
+
 class Stepper:
     """One arm's training loop, run a few rollouts at a time: the body of SB3's ``OnPolicyAlgorithm.learn`` loop
     (``collect_rollouts``, the progress update, ``train``), timed. Logs are not dumped (learn() dumps them every
-    100 updates by default: a small cost, the same for every arm)."""
+    100 updates by default: a small cost, the same for every arm).
+
+    Each arm keeps its own global random state (torch, numpy, random), swapped in around its turns, so it draws
+    the actions it would draw alone in a process: the ĉ-off arm then repeats A2C's run exactly, trajectories and
+    env costs included (with one shared stream they drifted apart, and LunarLander's collection time with them)."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.total, self.callback = model._setup_learn(10**12, None, reset_num_timesteps=False)
         self.callback.on_training_start(locals(), globals())
+        self.rng_state = _rng_state()  # as the model's seeding left it
 
     def run(self, rollouts: int) -> dict[str, float]:
         """Train ``rollouts`` rollouts; fps and the seconds spent in collect_rollouts and train."""
         model, collect_s, train_s = self.model, 0.0, 0.0
+        _set_rng_state(self.rng_state)
         start_steps, start = model.num_timesteps, time.perf_counter()
         for _ in range(rollouts):
             collect_start = time.perf_counter()
@@ -96,6 +113,7 @@ class Stepper:
             collect_s += train_start - collect_start
             train_s += time.perf_counter() - train_start
         wall = time.perf_counter() - start
+        self.rng_state = _rng_state()
         return {"fps": (model.num_timesteps - start_steps) / wall, "wall_s": wall, "collect_s": collect_s,
                 "train_s": train_s}
 

@@ -122,6 +122,19 @@ def test_throughput_arms_share_settings_and_networks():
     assert (models["relax-a2c"].cv_coef, models["relax-a2c (cv_coef auto)"].cv_coef) == (1.0, "auto")
 
 
+def test_throughput_arms_keep_their_own_random_streams():
+    """Taking turns in one process, the ĉ-off arm repeats A2C's run bit for bit, as each would run alone."""
+    steppers = {arm: throughput.Stepper(throughput.build(arm, "CartPole-v1", 0))
+                for arm in ("a2c", "relax-a2c", "relax-a2c (c-hat off)")}
+    for _ in range(3):
+        for stepper in steppers.values():
+            stepper.run(4)
+    alone = throughput.Stepper(throughput.build("a2c", "CartPole-v1", 0))
+    alone.run(12)
+    a2c, off = (steppers[arm].model.policy.state_dict() for arm in ("a2c", "relax-a2c (c-hat off)"))
+    assert all(torch.equal(a2c[k], off[k]) and torch.equal(a2c[k], alone.model.policy.state_dict()[k]) for k in a2c)
+
+
 def test_throughput_quick_reports_consistent_ratios(tmp_path):
     (result,) = throughput.main(["--quick", "--out", str(tmp_path)])
     arms, blocks = result["arms"], result["blocks_measured"]
@@ -134,7 +147,25 @@ def test_throughput_quick_reports_consistent_ratios(tmp_path):
         assert [b["fps"] * b["wall_s"] for b in measured] == pytest.approx([result["rollouts_per_block"] * 40] * 4)
         assert arms[arm]["collect_s"] + arms[arm]["train_s"] <= arms[arm]["wall_s"]
         assert arms[arm]["wall_s"] == pytest.approx(sum(b["wall_s"] for b in measured))
-    assert "| CartPole-v1 | RelaxActorCriticPolicy | 8 × 5 | 4 × 5 |" in (tmp_path / "throughput.md").read_text()
+    assert "| CartPole-v1 | RelaxActorCriticPolicy | 8 × 5 | 4 × 4 |" in (tmp_path / "throughput.md").read_text()
+
+
+update_profile = _load("update_profile")
+
+
+def test_update_profile_parts_add_up_and_name_relax_only_work(tmp_path):
+    grad, backward = torch.autograd.grad, torch.Tensor.backward
+    (result,) = update_profile.main(["--envs", "CartPole-v1", "--updates", "20", "--warmup", "200",
+                                     "--out", str(tmp_path)])
+    assert (torch.autograd.grad, torch.Tensor.backward) == (grad, backward)  # the wrappers are gone
+    parts, whole = result["parts_ms"], result["ms_per_update"]
+    for arm in update_profile.ARMS:
+        assert parts[arm]["rest"] >= 0 and sum(parts[arm].values()) == pytest.approx(whole[arm])
+    relax_only = {"forward: ĉ", "φ's optimizer step", "backward: φ's gradient (double backprop)",
+                  "backward: ∇_θ S̄ with create_graph"}
+    assert relax_only <= set(parts["relax-a2c"])
+    assert not relax_only & (set(parts["a2c"]) | set(parts["relax-a2c (c-hat off)"]))
+    assert "| **whole update** |" in (tmp_path / "update_profile.md").read_text()
 
 
 @pytest.mark.parametrize("script", ["variance", "throughput"])

@@ -363,6 +363,16 @@ def test_cv_optimizer_runs_foreach_by_default_with_identical_results():
     assert all(torch.equal(default_state[k], looped_state[k]) for k in default_state)
 
 
+def test_cv_optimizer_takes_a_users_fused_choice():
+    """foreach is only a default: with fused=True chosen (torch refuses both at once) φ trains with fused Adam."""
+    model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=5, device="cpu", seed=3,
+                     policy_kwargs={"cv_optimizer_kwargs": {"fused": True}})
+    assert model.policy.cv_optimizer.defaults["fused"] is True and not model.policy.cv_optimizer.defaults["foreach"]
+    phi = [p.detach().clone() for p in model.policy.cv_parameters()]
+    model.learn(100)
+    assert any(not torch.equal(a, p) for a, p in zip(phi, model.policy.cv_parameters(), strict=True))
+
+
 @pytest.mark.parametrize("kind", ["discrete", "box"])
 def test_cv_coef_weights_c_hat_linearly_in_thetas_estimate(kind):
     """cv_coef = w gives ĝ_off + w (ĝ_on − ĝ_off) on the same batch: 0 is A2C's estimate, 1 RELAX/LAX as trained."""
