@@ -139,3 +139,42 @@ def test_readme_variance_rows_match_the_committed_results():
                        ("ideal_position", "q(s, a, position)")):
         stated = f"median ratio {s[f'median_{key}_ratio']:.2f} ({s[f'{key}_checkpoints_at_or_below_half']}/11"
         assert stated in readme.split(label, 1)[1][:400], (label, stated)
+
+
+def test_readme_throughput_rows_match_the_committed_results():
+    import json
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    with open(os.path.join(ROOT, "results", "throughput", "throughput.json"), encoding="utf-8") as fh:
+        results = {r["env_id"]: r for r in json.load(fh)["results"]}
+    for r in results.values():
+        cnn = ", CnnPolicy" if "Cnn" in r["policy"] else ""
+        ratios = " | ".join(f"{r[key]:.2f}" for key in ("ratio_relax_to_a2c", "ratio_relax_every4_to_a2c",
+                                                          "ratio_relax_auto_to_a2c", "ratio_c_hat_off_to_a2c"))
+        label = f"{r['env_id']}{cnn} ({r['n_envs']} × {r['n_steps']})"
+        row = f"| {label} | {ratios} | {r['update_cost_relax_to_a2c']:.2f}× |"
+        assert row in readme, row
+    mlp = [results[env_id] for env_id in ("CartPole-v1", "LunarLander-v3", "InvertedPendulum-v5")]
+    goal = (f"CartPole {mlp[0]['ratio_relax_to_a2c']:.2f}, LunarLander {mlp[1]['ratio_relax_to_a2c']:.2f}, "
+            f"InvertedPendulum {mlp[2]['ratio_relax_to_a2c']:.2f} | `cv_update_interval=4`: "
+            + ", ".join(f"{r['ratio_relax_every4_to_a2c']:.2f}" for r in mlp) + " |")
+    assert goal in readme, goal
+
+
+def test_readme_update_profile_numbers_match_the_committed_results():
+    import json
+
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    with open(os.path.join(ROOT, "results", "update_profile", "update_profile.json"), encoding="utf-8") as fh:
+        results = {r["env_id"]: r for r in json.load(fh)["results"]}
+    whole = {env_id: [r["ms_per_update"][arm] for arm in ("a2c", "relax-a2c (c-hat off)", "relax-a2c")]
+             for env_id, r in results.items()}
+    a2c, off, relax = whole["CartPole-v1"]
+    assert f"A2C's update takes {a2c:.2f} ms, ĉ off's {off:.2f} ms and relax-a2c's {relax:.2f} ms" in readme
+    assert "InvertedPendulum is alike: {:.2f}, {:.2f} and {:.2f} ms".format(*whole["InvertedPendulum-v5"]) in readme
+    parts = results["CartPole-v1"]["parts_ms"]["relax-a2c"]
+    for part in ("backward: φ's gradient (double backprop)", "backward: ∇_θ S̄ with create_graph", "forward: ĉ",
+                 "φ's optimizer step"):
+        assert f"{parts[part]:.2f} ms" in readme.split("The 2.2 ms that ĉ adds", 1)[1][:700], part
