@@ -1,6 +1,6 @@
 """Where relax-a2c's update time goes, part by part, against the same code with ĉ off and SB3's A2C (issue #5 §4).
 
-For one environment the three models are built as in ``throughput.py`` (same settings and networks), trained
+For each environment (``--envs``) the three models are built as in ``throughput.py`` (same settings), trained
 ``--warmup`` steps, and given one rollout each. Then ``train()`` runs ``--updates`` times on that fixed rollout,
 the arms taking turns in blocks of 20 updates, and the time spent in each part of the update is summed:
 
