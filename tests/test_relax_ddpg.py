@@ -237,3 +237,23 @@ def test_critic_regresses_on_td_targets_when_critic_lambda_is_set(tmp_path):
     torch.testing.assert_close(default._critic_targets(default_batch), default_batch.returns)
     with pytest.raises(ValueError, match="critic_lambda must be None or in"):
         RelaxDDPG("MlpPolicy", env, critic_lambda=-0.1)
+
+
+def test_cv_coef_weights_the_critic_between_reinforce_and_the_lax_estimate():
+    """RelaxDDPG takes RelaxA2C's cv_coef: w gives ĝ_off + w (ĝ_on − ĝ_off), where ĝ_off = mean R̂ ∇log π has no
+    baseline at all (the critic is the whole baseline) and ĝ_on is the LAX estimate with the critic."""
+    model = RelaxDDPG("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), n_steps=8, seed=0, device="cpu",
+                      cv_net_arch=[16, 16])
+    model.learn(2 * 8 * 4)
+    data = next(model.rollout_buffer.get(batch_size=None))
+    on, off = model.policy_gradient(data), model.policy_gradient(data, control_variate=False)
+    theta = model.policy.theta_parameters()
+    _, log_prob, _ = model.policy.evaluate_actions(data.observations, data.actions)
+    reinforce = torch.autograd.grad((data.returns * log_prob).mean(), theta, allow_unused=True)
+    for g, expected in zip(off, reinforce, strict=True):
+        assert (g is None) == (expected is None) and (g is None or torch.allclose(g, expected, atol=1e-6))
+    assert any(not torch.allclose(a, b) for a, b in zip(on, off, strict=True) if a is not None)
+    model.cv_coef = 0.3
+    for g, a, b in zip(model.policy_gradient(data), on, off, strict=True):
+        if g is not None:
+            torch.testing.assert_close(g, b + 0.3 * (a - b), rtol=1e-5, atol=1e-6)
