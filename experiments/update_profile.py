@@ -14,6 +14,7 @@ Every part is timed by wrapping the function that does it; no wrapped function r
 parts add up to the update. Parts are ms per update.
 
     python experiments/update_profile.py --out results/update_profile
+    python experiments/update_profile.py --quick --out /tmp/update_profile_quick
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from throughput import build  # noqa: E402  (experiments/throughput.py: the same
 
 ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c")
 BLOCK = 20  # updates per arm and block
+QUICK = {"envs": ["CartPole-v1"], "updates": 20, "warmup": 200}
 
 
 class PartTimer:
@@ -144,7 +146,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--warmup", type=int, default=2000, help="timesteps each model trains first")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/update_profile")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.envs, args.updates, args.warmup = QUICK["envs"], QUICK["updates"], QUICK["warmup"]
     if args.updates < BLOCK:
         parser.error(f"--updates must be >= {BLOCK}, got {args.updates}")
     os.makedirs(args.out, exist_ok=True)
