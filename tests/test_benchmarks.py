@@ -159,7 +159,7 @@ def test_update_profile_parts_add_up_and_name_relax_only_work(tmp_path):
     assert (torch.autograd.grad, torch.Tensor.backward) == (grad, backward)  # the wrappers are gone
     parts, whole = result["parts_ms"], result["ms_per_update"]
     for arm in update_profile.ARMS:
-        assert parts[arm]["rest"] >= 0 and sum(parts[arm].values()) == pytest.approx(whole[arm])
+        assert parts[arm]["rest"] >= -1e-9 and sum(parts[arm].values()) == pytest.approx(whole[arm])
     relax_only = {"forward: ĉ", "φ's optimizer step", "backward: φ's gradient (double backprop)",
                   "backward: ∇_θ S̄ with create_graph"}
     assert relax_only <= set(parts["relax-a2c"])
