@@ -13,6 +13,10 @@ objective's double backprop).
 
     python experiments/throughput.py --out results/throughput
     python experiments/throughput.py --quick --out /tmp/throughput_quick
+    python experiments/throughput.py --envs ALE/Pong-v5 --device cuda --steps 32000 --out results/throughput_gpu
+
+``--device cuda`` puts every arm's networks on the GPU (the envs stay on the CPU); each arm then keeps the CUDA
+generator's state too, and each update is timed up to a synchronize.
 
 Writes ``throughput.json`` and ``throughput.md``. Run it alone: another busy process skews the ratio.
 """
@@ -44,7 +48,7 @@ RATIO_KEYS = {"ratio_relax_to_a2c": "relax-a2c", "ratio_c_hat_off_to_a2c": "rela
 QUICK = {"envs": ["CartPole-v1"], "steps": 640, "blocks": 4}
 
 
-def build(arm: str, env_id: str, seed: int) -> Any:
+def build(arm: str, env_id: str, seed: int, device: str = "cpu") -> Any:
     """The model of one arm, on the settings of configs/relax-a2c.yml for ``env_id``."""
     from stable_baselines3 import A2C
 
@@ -70,17 +74,20 @@ def build(arm: str, env_id: str, seed: int) -> Any:
     env = make_env(env_id, n_envs=special.get("n_envs", 1), seed=seed, normalize=special["normalize"],
                    normalize_kwargs=special.get("normalize_kwargs"), env_kwargs=special.get("env_kwargs"),
                    frame_stack=special.get("frame_stack"))
-    return algo_class(policy, env, seed=seed, device="cpu", **kwargs)
+    return algo_class(policy, env, seed=seed, device=device, **kwargs)
 
 
 def _rng_state() -> tuple:
-    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), np.random.get_state(), random.getstate(), cuda
 
 
 def _set_rng_state(state: tuple) -> None:
     torch.set_rng_state(state[0])
     np.random.set_state(state[1])
     random.setstate(state[2])
+    if state[3] is not None:
+        torch.cuda.set_rng_state_all(state[3])
 
 
 class Stepper:
@@ -98,6 +105,11 @@ class Stepper:
         self.callback.on_training_start(locals(), globals())
         self.rng_state = _rng_state()  # as the model's seeding left it
 
+    def _synchronize(self) -> None:
+        """Wait for the GPU's queued work, so that it is timed in the update that queued it."""
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize(self.model.device)
+
     def run(self, rollouts: int) -> dict[str, float]:
         """Train ``rollouts`` rollouts; fps and the seconds spent in collect_rollouts and train."""
         model, collect_s, train_s = self.model, 0.0, 0.0
@@ -111,6 +123,7 @@ class Stepper:
             train_start = time.perf_counter()
             model.train()
             collect_s += train_start - collect_start
+            self._synchronize()
             train_s += time.perf_counter() - train_start
         wall = time.perf_counter() - start
         self.rng_state = _rng_state()
@@ -118,12 +131,12 @@ class Stepper:
                 "train_s": train_s}
 
 
-def measure_env(env_id: str, steps: int, blocks: int, seed: int) -> dict:
+def measure_env(env_id: str, steps: int, blocks: int, seed: int, device: str = "cpu") -> dict:
     from relax_rl.envs import is_atari
 
     cnn = is_atari(env_id)
     torch.set_num_threads(torch.get_num_threads() if cnn else 1)
-    steppers = {arm: Stepper(build(arm, env_id, seed)) for arm in ARMS}
+    steppers = {arm: Stepper(build(arm, env_id, seed, device)) for arm in ARMS}
     model = steppers["relax-a2c"].model
     rollout_steps = model.n_envs * model.n_steps
     # rollouts per arm and block: a multiple of 4, so that every block of the "φ every 4th update" arm holds the
@@ -147,7 +160,8 @@ def measure_env(env_id: str, steps: int, blocks: int, seed: int) -> dict:
 
     ratios = {key: paired_ratios(arm) for key, arm in RATIO_KEYS.items()}
     return {
-        "env_id": env_id, "n_envs": model.n_envs, "n_steps": model.n_steps, "policy": type(model.policy).__name__,
+        "env_id": env_id, "device": model.device.type, "n_envs": model.n_envs, "n_steps": model.n_steps,
+        "policy": type(model.policy).__name__,
         "steps": blocks * rollouts * rollout_steps, "blocks": blocks, "rollouts_per_block": rollouts,
         "arms": summary, "blocks_measured": per_block,
         **{key: float(np.median(r)) for key, r in ratios.items()},
@@ -159,14 +173,15 @@ def measure_env(env_id: str, steps: int, blocks: int, seed: int) -> dict:
 
 
 def write_markdown(results: list[dict], path: str, command: str) -> None:
+    gpu = f", GPU {torch.cuda.get_device_name()}" if any(r.get("device") == "cuda" for r in results) else ""
     lines = ["# Throughput: relax-a2c against SB3 A2C, same settings", "", f"Command: `{command}`", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores{gpu}, torch "
              f"{torch.__version__}. The five arms take turns in blocks of a few rollouts (SB3's learn() loop body), "
              "each block starting with another arm. fps: median over blocks. Ratios: median over blocks of the "
              "arm's fps over A2C's in the same block, with the quartiles over blocks in brackets. Goal: ratio ≥ 0.8 "
              "on the MLP tasks. 'update cost': relax-a2c's time in train() over A2C's. 'ĉ share of update' = "
              "(update time with ĉ on − with ĉ off) / update time with ĉ on.", "",
-             "| env | policy | n_envs × n_steps | blocks × rollouts | A2C fps | relax fps | relax / A2C "
+             "| env | policy, device | n_envs × n_steps | blocks × rollouts | A2C fps | relax fps | relax / A2C "
              "| ĉ-off / A2C | relax, φ every 4th update / A2C | relax, cv_coef auto / A2C | update cost relax / A2C "
              "| update share of relax time | ĉ share of update |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -177,7 +192,7 @@ def write_markdown(results: list[dict], path: str, command: str) -> None:
 
     for r in results:
         a = r["arms"]
-        lines.append(f"| {r['env_id']} | {r['policy']} | {r['n_envs']} × {r['n_steps']} | "
+        lines.append(f"| {r['env_id']} | {r['policy']}, {r.get('device', 'cpu')} | {r['n_envs']} × {r['n_steps']} | "
                      f"{r['blocks']} × {r['rollouts_per_block']} | {a['a2c']['fps']:,.0f} | "
                      f"{a['relax-a2c']['fps']:,.0f} | " + " | ".join(ratio(r, key) for key in RATIO_KEYS) + " | "
                      f"{r['update_cost_relax_to_a2c']:.2f}× | {r['update_share_relax']:.0%} | "
@@ -193,11 +208,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"timesteps per arm, all blocks together (default: per env, {ENVS})")
     parser.add_argument("--blocks", type=int, default=50, help="blocks of rollouts each arm runs, taking turns")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the networks of every arm live (default cpu)")
     parser.add_argument("--out", default="results/throughput")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     args = parser.parse_args(argv)
     if args.quick:
         args.envs, args.steps, args.blocks = QUICK["envs"], args.steps or QUICK["steps"], QUICK["blocks"]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")
     if args.blocks < 1 or (args.steps is not None and args.steps < 1):
         parser.error(f"--blocks and --steps must be >= 1, got {args.blocks} and {args.steps}")
     from relax_rl.envs import is_atari
@@ -215,7 +234,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     os.makedirs(args.out, exist_ok=True)
     results = []
     for env_id in args.envs:
-        result = measure_env(env_id, args.steps or ENVS.get(env_id, 50_000), args.blocks, args.seed)
+        result = measure_env(env_id, args.steps or ENVS.get(env_id, 50_000), args.blocks, args.seed, args.device)
         print(f"{env_id}: relax/A2C {result['ratio_relax_to_a2c']:.2f}, "
               f"ĉ-off/A2C {result['ratio_c_hat_off_to_a2c']:.2f}, "
               f"ĉ share of update {result['c_hat_share_of_update']:.0%}", flush=True)

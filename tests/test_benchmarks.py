@@ -122,14 +122,19 @@ def test_throughput_arms_share_settings_and_networks():
     assert (models["relax-a2c"].cv_coef, models["relax-a2c (cv_coef auto)"].cv_coef) == (1.0, "auto")
 
 
-def test_throughput_arms_keep_their_own_random_streams():
-    """Taking turns in one process, the ĉ-off arm repeats A2C's run bit for bit, as each would run alone."""
-    steppers = {arm: throughput.Stepper(throughput.build(arm, "CartPole-v1", 0))
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_throughput_arms_keep_their_own_random_streams(device):
+    """Taking turns in one process, the ĉ-off arm repeats A2C's run bit for bit, as each would run alone (on a
+    GPU the actions are drawn from the CUDA generator, whose state each arm keeps too)."""
+    steppers = {arm: throughput.Stepper(throughput.build(arm, "CartPole-v1", 0, device))
                 for arm in ("a2c", "relax-a2c", "relax-a2c (c-hat off)")}
     for _ in range(3):
         for stepper in steppers.values():
             stepper.run(4)
-    alone = throughput.Stepper(throughput.build("a2c", "CartPole-v1", 0))
+    alone = throughput.Stepper(throughput.build("a2c", "CartPole-v1", 0, device))
     alone.run(12)
     a2c, off = (steppers[arm].model.policy.state_dict() for arm in ("a2c", "relax-a2c (c-hat off)"))
     assert all(torch.equal(a2c[k], off[k]) and torch.equal(a2c[k], alone.model.policy.state_dict()[k]) for k in a2c)
@@ -147,7 +152,8 @@ def test_throughput_quick_reports_consistent_ratios(tmp_path):
         assert [b["fps"] * b["wall_s"] for b in measured] == pytest.approx([result["rollouts_per_block"] * 40] * 4)
         assert arms[arm]["collect_s"] + arms[arm]["train_s"] <= arms[arm]["wall_s"]
         assert arms[arm]["wall_s"] == pytest.approx(sum(b["wall_s"] for b in measured))
-    assert "| CartPole-v1 | RelaxActorCriticPolicy | 8 × 5 | 4 × 4 |" in (tmp_path / "throughput.md").read_text()
+    assert result["device"] == "cpu"
+    assert "| CartPole-v1 | RelaxActorCriticPolicy, cpu | 8 × 5 | 4 × 4 |" in (tmp_path / "throughput.md").read_text()
 
 
 update_profile = _load("update_profile")
@@ -172,6 +178,13 @@ def test_unconfigured_env_is_a_clear_argument_error(script, capsys):
     with pytest.raises(SystemExit):
         {"variance": variance, "throughput": throughput}[script].parse_args(["--envs", "Foo-v1"])
     assert "no relax-a2c entry for 'Foo-v1'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error a machine without CUDA gives")
+def test_throughput_on_cuda_without_a_gpu_is_a_clear_argument_error(capsys):
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--device", "cuda"])
+    assert "torch sees no CUDA device here" in capsys.readouterr().err
 
 
 def test_rl_table_rejects_unknown_envs_and_arms(capsys):

@@ -141,6 +141,15 @@ def test_readme_variance_rows_match_the_committed_results():
         assert stated in readme.split(label, 1)[1][:400], (label, stated)
 
 
+def _throughput_row(r: dict, label_suffix: str) -> str:
+    """The README's table row for one env's throughput result."""
+    cnn = ", CnnPolicy" if "Cnn" in r["policy"] else ""
+    ratios = " | ".join(f"{r[key]:.2f}" for key in ("ratio_relax_to_a2c", "ratio_relax_every4_to_a2c",
+                                                      "ratio_relax_auto_to_a2c", "ratio_c_hat_off_to_a2c"))
+    label = f"{r['env_id']}{cnn} ({r['n_envs']} × {r['n_steps']}){label_suffix}"
+    return f"| {label} | {ratios} | {r['update_cost_relax_to_a2c']:.2f}× |"
+
+
 def test_readme_throughput_rows_match_the_committed_results():
     import json
 
@@ -149,11 +158,12 @@ def test_readme_throughput_rows_match_the_committed_results():
     with open(os.path.join(ROOT, "results", "throughput", "throughput.json"), encoding="utf-8") as fh:
         results = {r["env_id"]: r for r in json.load(fh)["results"]}
     for r in results.values():
-        cnn = ", CnnPolicy" if "Cnn" in r["policy"] else ""
-        ratios = " | ".join(f"{r[key]:.2f}" for key in ("ratio_relax_to_a2c", "ratio_relax_every4_to_a2c",
-                                                          "ratio_relax_auto_to_a2c", "ratio_c_hat_off_to_a2c"))
-        label = f"{r['env_id']}{cnn} ({r['n_envs']} × {r['n_steps']})"
-        row = f"| {label} | {ratios} | {r['update_cost_relax_to_a2c']:.2f}× |"
+        row = _throughput_row(r, "")
+        assert row in readme, row
+    for directory in ("throughput_gpu", "throughput_gpu_seed1", "throughput_h200_cpu"):  # the lent machine's runs
+        with open(os.path.join(ROOT, "results", directory, "throughput.json"), encoding="utf-8") as fh:
+            (r,) = json.load(fh)["results"]
+        row = _throughput_row(r, f", {r['device']} (`{directory}`)")
         assert row in readme, row
     mlp = [results[env_id] for env_id in ("CartPole-v1", "LunarLander-v3", "InvertedPendulum-v5")]
     goal = (f"CartPole {mlp[0]['ratio_relax_to_a2c']:.2f}, LunarLander {mlp[1]['ratio_relax_to_a2c']:.2f}, "
