@@ -110,6 +110,8 @@ VARIANCE_ROWS = (
     ("variance", "CartPole-v1", "CartPole-v1, relax-a2c (`variance`)"),
     ("variance", "InvertedPendulum-v5", "InvertedPendulum-v5, relax-a2c, LAX (`variance`)"),
     ("variance_phi_every_4th", "CartPole-v1", "CartPole-v1, φ on every 4th update (`variance_phi_every_4th`)"),
+    ("variance_phi_every_4th_inverted_pendulum", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, φ on every 4th update (`variance_phi_every_4th_inverted_pendulum`)"),
     ("variance_cv_regression", "CartPole-v1", "CartPole-v1, ĉ also fits Â (`variance_cv_regression`)"),
     ("variance_phi_weight_decay", "CartPole-v1", "CartPole-v1, φ weight decay 0.01 (`variance_phi_weight_decay`)"),
     ("variance_phi_weight_decay", "InvertedPendulum-v5",
