@@ -8,7 +8,8 @@ the last 100 completed episodes first reaches the threshold; a run that never ge
     python experiments/rl_table.py --envs CartPole-v1 --out results/rl_table       # 10 seeds x 4 arms
     python experiments/rl_table.py --quick --out /tmp/rl_table_quick                # smoke run, ~1 min
 
-Seeds run in parallel processes (``--workers``); each finished run is written to ``<out>/runs/`` at once, so
+The ĉ-off arm is skipped where relax-a2c's settings are a2c's (LunarLander, InvertedPendulum): its runs would
+repeat a2c's bit for bit. Seeds run in parallel processes (``--workers``); each finished run is written to ``<out>/runs/`` at once, so
 an interrupted table picks up where it stopped when the same command is run again. Writes
 ``<out>/rl_table.json``, ``<out>/rl_table.md`` and one learning-curve PNG per environment.
 """
@@ -236,6 +237,20 @@ def applies(arm: str, env_id: str) -> bool:
     return kind in ARMS[arm][2]
 
 
+def repeats_a2c(arm: str, env_id: str) -> bool:
+    """Whether ``arm`` is the ĉ-off arm on an env where relax-a2c's packaged settings, ĉ's own keys aside, are
+    a2c's. Its runs would then repeat a2c's bit for bit (ĉ off is SB3's A2C on equal settings, as
+    tests/test_relax_a2c.py checks), so the table does not run them: a2c's row is ĉ off's."""
+    if arm != "relax-a2c (c-hat off)":
+        return False
+    from relax_rl.envs import is_atari
+    from relax_rl.hyperparams import load_packaged_config, lookup_entry
+
+    relax, a2c = (lookup_entry(load_packaged_config(algo), env_id, is_atari(env_id)) for algo in ("relax-a2c", "a2c"))
+    shared = {k: v for k, v in (relax or {}).items() if k != "action_dependent_cv" and not k.startswith("cv_")}
+    return relax is not None and shared == a2c
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", choices=list(ENVS), default=list(ENVS))
@@ -289,9 +304,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     runs_dir = os.path.join(args.out, "runs")
     os.makedirs(runs_dir, exist_ok=True)
+    pairs = [(env_id, arm) for env_id in args.envs for arm in args.arms if applies(arm, env_id)]
+    for env_id, arm in pairs:
+        if repeats_a2c(arm, env_id):
+            print(f"{env_id}: '{arm}' is not run, since its settings are a2c's there and its runs would repeat "
+                  "a2c's bit for bit; read the a2c row", flush=True)
     jobs = [Job(env_id, arm, seed, args.budget or ENVS[env_id][1], ENVS[env_id][0])
-            for env_id in args.envs for arm in args.arms if applies(arm, env_id)
-            for seed in range(args.seeds or ENVS[env_id][2])]
+            for env_id, arm in pairs if not repeats_a2c(arm, env_id) for seed in range(args.seeds or ENVS[env_id][2])]
     run_jobs(jobs, runs_dir, args.workers)
 
     # the table covers every run in <out>/runs, from this invocation or earlier ones (one table per out dir)
