@@ -54,6 +54,9 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "relax-a2c (phi weight decay 0.01)": ("relax-a2c", ("cv_weight_decay=0.01",), ("discrete", "box")),
     # optional: ĉ's weight in θ's estimate set to the variance-minimizing β estimated from past batches
     "relax-a2c (cv_coef auto)": ("relax-a2c", ("cv_coef=auto",), ("discrete", "box")),
+    # optional: both of the last two, β's weighting and φ's step on every 4th update
+    "relax-a2c (cv_coef auto, phi every 4th update)": ("relax-a2c", ("cv_coef=auto", "cv_update_interval=4"),
+                                                       ("discrete", "box")),
 }
 DEFAULT_ARMS = ["relax-a2c", "relax-a2c (c-hat off)", "a2c", "ppo", "relax-ddpg"]
 

@@ -36,6 +36,7 @@ CARTPOLE_ROWS = (
     ("relax-a2c (c-hat fits the advantage)", "relax-a2c, ĉ also fits Â (`cv_regression_coef=1`)"),
     ("relax-a2c (phi weight decay 0.01)", "relax-a2c, φ weight decay (`cv_weight_decay=0.01`)"),
     ("relax-a2c (cv_coef auto)", "relax-a2c, ĉ weighted by the estimated optimal β (`cv_coef=auto`)"),
+    ("relax-a2c (cv_coef auto, phi every 4th update)", "relax-a2c, both (`cv_coef=auto`, `cv_update_interval=4`)"),
 )
 
 
@@ -120,6 +121,10 @@ VARIANCE_ROWS = (
      "CartPole-v1, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
     ("variance_cv_coef_auto", "InvertedPendulum-v5",
      "InvertedPendulum-v5, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
+    ("variance_cv_coef_auto_phi_every_4th", "CartPole-v1",
+     "CartPole-v1, `cv_coef=auto` and φ on every 4th update (`variance_cv_coef_auto_phi_every_4th`)"),
+    ("variance_cv_coef_auto_phi_every_4th", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, `cv_coef=auto` and φ on every 4th update (`variance_cv_coef_auto_phi_every_4th`)"),
     ("variance_seeds_1_2", "CartPole-v1", "CartPole-v1, relax-a2c, seeds 1 and 2 (`variance_seeds_1_2`)"),
     ("variance_cv_coef_auto_seeds_1_2", "CartPole-v1",
      "CartPole-v1, ĉ weighted by the estimated optimal β, seeds 1 and 2 (`variance_cv_coef_auto_seeds_1_2`)"),
