@@ -9,9 +9,9 @@ the last 100 completed episodes first reaches the threshold; a run that never ge
     python experiments/rl_table.py --quick --out /tmp/rl_table_quick                # smoke run, ~1 min
 
 The ĉ-off arm is skipped where relax-a2c's settings are a2c's (LunarLander, InvertedPendulum): its runs would
-repeat a2c's bit for bit. Seeds run in parallel processes (``--workers``); each finished run is written to ``<out>/runs/`` at once, so
-an interrupted table picks up where it stopped when the same command is run again. Writes
-``<out>/rl_table.json``, ``<out>/rl_table.md`` and one learning-curve PNG per environment.
+repeat a2c's bit for bit. Seeds run in parallel processes (``--workers``); each finished run is written to
+``<out>/runs/`` at once, so an interrupted table picks up where it stopped when the same command is run again.
+Writes ``<out>/rl_table.json``, ``<out>/rl_table.md`` and one learning-curve PNG per environment.
 """
 
 from __future__ import annotations
