@@ -308,12 +308,12 @@ def main(argv: list[str] | None = None) -> dict:
     runs_dir = os.path.join(args.out, "runs")
     os.makedirs(runs_dir, exist_ok=True)
     pairs = [(env_id, arm) for env_id in args.envs for arm in args.arms if applies(arm, env_id)]
-    for env_id, arm in pairs:
-        if repeats_a2c(arm, env_id):
-            print(f"{env_id}: '{arm}' is not run, since its settings are a2c's there and its runs would repeat "
-                  "a2c's bit for bit; read the a2c row", flush=True)
+    skipped = [(env_id, arm) for env_id, arm in pairs if repeats_a2c(arm, env_id)]
+    for env_id, arm in skipped:
+        print(f"{env_id}: '{arm}' is not run, since its settings are a2c's there and its runs would repeat "
+              "a2c's bit for bit; read the a2c row", flush=True)
     jobs = [Job(env_id, arm, seed, args.budget or ENVS[env_id][1], ENVS[env_id][0])
-            for env_id, arm in pairs if not repeats_a2c(arm, env_id) for seed in range(args.seeds or ENVS[env_id][2])]
+            for env_id, arm in pairs if (env_id, arm) not in skipped for seed in range(args.seeds or ENVS[env_id][2])]
     run_jobs(jobs, runs_dir, args.workers)
 
     # the table covers every run in <out>/runs, from this invocation or earlier ones (one table per out dir)
