@@ -4,7 +4,9 @@ Each grid point is run through the training pipeline (``relax_rl.cli.train``) on
 config, with the episodes-to-solve rule of ``rl_table.py`` at one threshold; a run stops once it is reached.
 Grid points are ranked by solved runs (more is better), then by the median episodes to solve over all seeds
 (an unsolved run counts as never). The tuning seeds default to 100, 101, 102: the table's seeds (0-9) are
-kept out of the selection.
+kept out of the selection. With ``--packaged``, each algorithm's packaged config, with nothing overridden,
+competes as one more point: an algorithm whose packaged settings were tuned elsewhere (the Zoo's PPO) keeps them
+unless the grid beats them on the same seeds.
 
     python experiments/tune.py --env CartPole-v1 --algos relax-a2c a2c \
         --grid learning_rate=lin_1e-3,7e-4,lin_2e-3 n_envs=8,16 --out results/tuning
@@ -49,11 +51,20 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
     return grid
 
 
-def grid_points(grid: list[tuple[str, list[str]]]) -> list[tuple[str, ...]]:
-    """Every combination, as override tuples (``("lr=a", "n_envs=8")``)."""
+PACKAGED = "packaged config"  # the name of the empty point (no overrides) in reports
+
+
+def grid_points(grid: list[tuple[str, list[str]]], packaged: bool = False) -> list[tuple[str, ...]]:
+    """Every combination, as override tuples (``("lr=a", "n_envs=8")``), after the empty tuple (the packaged
+    config as it is) when ``packaged``."""
     keys = [k for k, _ in grid]
-    return [tuple(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
-            for combo in itertools.product(*[values for _, values in grid])]
+    points = [tuple(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
+              for combo in itertools.product(*[values for _, values in grid])]
+    return [(), *points] if packaged else points
+
+
+def point_name(point: tuple[str, ...]) -> str:
+    return " ".join(point) or PACKAGED
 
 
 def rank_key(summary: dict) -> tuple[int, float, float]:
@@ -74,8 +85,9 @@ def summarize(records: list[dict], threshold: float) -> dict:
 
 
 def write_markdown(report: dict, path: str) -> None:
+    also = " (and its packaged config unchanged, as one more point)" if report.get("packaged") else ""
     lines = [f"# Equal-budget tuning on {report['env_id']}", "", f"Command: `{report['command']}`", "",
-             f"Every algorithm gets the same grid on top of its packaged config, the same seeds "
+             f"Every algorithm gets the same grid on top of its packaged config{also}, the same seeds "
              f"({', '.join(map(str, report['seeds']))}; the table uses 0-9) and the same budget "
              f"({report['budget']:,} steps). Score: episodes until the mean return of the last 100 reaches "
              f"{report['threshold']:g}; ranked by runs solved, then by the median over all seeds (an unsolved run "
@@ -88,7 +100,8 @@ def write_markdown(report: dict, path: str) -> None:
             per_seed = ", ".join("—" if e is None else str(e) for e in s["episodes"])
             median = "—" if s["median"] is None else f"{s['median']:,.0f}"
             chosen = "**yes**" if point == report["chosen"][algo] else ""
-            lines.append(f"| {algo} | `{point}` | {s['solved']}/{s['total']} | {median} | {per_seed} | "
+            shown = point if point == PACKAGED else f"`{point}`"
+            lines.append(f"| {algo} | {shown} | {s['solved']}/{s['total']} | {median} | {per_seed} | "
                          f"{s['final_return']:.1f} | {chosen} |")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -100,6 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=["relax-a2c", "a2c"])
     parser.add_argument("--grid", nargs="+", default=None, metavar="KEY=V1,V2",
                         help=f"hyperparameter axes; every combination is run (default: {' '.join(DEFAULT_GRID)})")
+    parser.add_argument("--packaged", action="store_true",
+                        help="also run each algorithm's packaged config, unchanged, as one more point")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 100 101 102")
     parser.add_argument("--threshold", type=float, default=None, help="default: the env's first table threshold")
     parser.add_argument("--budget", type=int, default=None, help="timesteps per run (default: the table's)")
@@ -128,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     thresholds, table_budget, _ = ENVS[args.env]
     threshold = args.threshold if args.threshold is not None else thresholds[0]
     budget = args.budget or table_budget
-    points = grid_points(args.grid)
+    points = grid_points(args.grid, args.packaged)
     runs_dir = os.path.join(args.out, "runs")
     os.makedirs(runs_dir, exist_ok=True)
     jobs = [Job(args.env, algo, seed, budget, (threshold,), point)
@@ -141,11 +156,12 @@ def main(argv: list[str] | None = None) -> dict:
         results[algo] = {}
         for point in points:
             runs = [records[Job(args.env, algo, seed, budget, (threshold,), point)] for seed in args.seeds]
-            results[algo][" ".join(point)] = summarize(runs, threshold)
-        best = min(points, key=lambda p: rank_key(results[algo][" ".join(p)]))
-        chosen[algo] = " ".join(best)
+            results[algo][point_name(point)] = summarize(runs, threshold)
+        best = min(points, key=lambda p: rank_key(results[algo][point_name(p)]))
+        chosen[algo] = point_name(best)
     report = {"command": command_line("experiments/tune.py", argv), "env_id": args.env, "threshold": threshold,
-              "budget": budget, "seeds": args.seeds, "grid": dict(args.grid), "results": results, "chosen": chosen}
+              "budget": budget, "seeds": args.seeds, "grid": dict(args.grid), "packaged": args.packaged,
+              "results": results, "chosen": chosen}
     name = f"tuning_{args.env}"
     with open(os.path.join(args.out, name + ".json"), "w") as fh:
         json.dump(report, fh, indent=1)

@@ -249,6 +249,24 @@ def test_tuning_runs_the_same_grid_and_seeds_for_every_algo(tmp_path, capsys):
     assert "4 already done, 0 to go" in capsys.readouterr().out
 
 
+def test_tuning_packaged_point_is_the_algos_own_config_unchanged(tmp_path):
+    """With --packaged, each algorithm also runs with no override: that run must be the table's run of the arm
+    (same seed, budget and threshold), and it must rank with the grid's points."""
+    out = tmp_path / "tuning"
+    report = tune.main(["--quick", "--workers", "1", "--budget", "2000", "--grid", "n_envs=4", "--packaged",
+                        "--out", str(out)])
+    points = report["results"]["a2c"]
+    assert set(points) == {tune.PACKAGED, "n_envs=4"}
+    assert report["chosen"]["a2c"] == min(points, key=lambda p: tune.rank_key(points[p]))
+    assert f"| a2c | {tune.PACKAGED} |" in (out / "tuning_CartPole-v1.md").read_text()
+    packaged = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    packaged = [r for r in packaged if not r["overrides"] and r["arm"] == "a2c"]
+    assert len(packaged) == 1
+    table_run = rl_table.run_job(rl_table.Job("CartPole-v1", "a2c", 100, 2000, (report["threshold"],)),
+                                 str(tmp_path / "logs"))
+    assert packaged[0]["returns"] == table_run["returns"] and packaged[0]["timesteps"] == table_run["timesteps"]
+
+
 @pytest.mark.parametrize("grid", [["learning_rate"], ["learning_rate="], ["n_envs=8", "n_envs=16"]])
 def test_tuning_rejects_malformed_grids(grid, capsys):
     with pytest.raises(SystemExit):
