@@ -189,7 +189,7 @@ def test_config_file_then_hyperparams_precedence(tmp_path):
 
 # keys where relax-a2c and a2c carry different values: each algorithm's pick in the equal-budget search
 # (results/tuning/tuning_CartPole-v1.md)
-TUNED_APART = {"CartPole-v1": ("learning_rate",)}
+TUNED_APART = {"CartPole-v1": ("learning_rate",), "InvertedPendulum-v5": ("n_envs", "learning_rate")}
 
 
 @pytest.mark.parametrize("algo", PACKAGED)
