@@ -55,8 +55,10 @@ def test_readme_rl_table_rows_match_the_committed_results():
 
 
 ONE_THRESHOLD_TABLES = {
-    ("InvertedPendulum-v5", "950"): (("relax-a2c", "relax-a2c (LAX)"), ("a2c", "SB3 A2C"),
-                                     ("ppo", "SB3 PPO (RL Zoo settings)"), ("relax-ddpg", "relax-ddpg"),
+    ("InvertedPendulum-v5", "950"): (("relax-a2c", "relax-a2c (LAX)"),
+                                     ("relax-a2c (c-hat off)", "relax-a2c, ĉ off (relax-a2c's settings)"),
+                                     ("a2c", "SB3 A2C (its own tuned settings)"), ("ppo", "SB3 PPO (tuned)"),
+                                     ("relax-ddpg", "relax-ddpg"),
                                      ("relax-a2c (cv_coef auto)", "relax-a2c, `cv_coef=auto`"),
                                      ("relax-a2c (phi every 4th update)",
                                       "relax-a2c, φ on every 4th update (`cv_update_interval=4`)")),
@@ -109,22 +111,28 @@ def test_readme_vae_rows_match_the_committed_results():
 
 VARIANCE_ROWS = (
     ("variance", "CartPole-v1", "CartPole-v1, relax-a2c (`variance`)"),
-    ("variance", "InvertedPendulum-v5", "InvertedPendulum-v5, relax-a2c, LAX (`variance`)"),
+    ("variance", "InvertedPendulum-v5", "InvertedPendulum-v5 (1 env, before the tuning), relax-a2c, LAX (`variance`)"),
+    ("variance_inverted_pendulum", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, relax-a2c, LAX (`variance_inverted_pendulum`)"),
+    ("variance_cv_coef_auto_inverted_pendulum", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto_inverted_pendulum`)"),
     ("variance_phi_every_4th", "CartPole-v1", "CartPole-v1, φ on every 4th update (`variance_phi_every_4th`)"),
     ("variance_phi_every_4th_inverted_pendulum", "InvertedPendulum-v5",
-     "InvertedPendulum-v5, φ on every 4th update (`variance_phi_every_4th_inverted_pendulum`)"),
+     "InvertedPendulum-v5 (1 env, before the tuning), φ on every 4th update "
+     "(`variance_phi_every_4th_inverted_pendulum`)"),
     ("variance_cv_regression", "CartPole-v1", "CartPole-v1, ĉ also fits Â (`variance_cv_regression`)"),
     ("variance_phi_weight_decay", "CartPole-v1", "CartPole-v1, φ weight decay 0.01 (`variance_phi_weight_decay`)"),
     ("variance_phi_weight_decay", "InvertedPendulum-v5",
-     "InvertedPendulum-v5, φ weight decay 0.01 (`variance_phi_weight_decay`)"),
+     "InvertedPendulum-v5 (1 env, before the tuning), φ weight decay 0.01 (`variance_phi_weight_decay`)"),
     ("variance_cv_coef_auto", "CartPole-v1",
      "CartPole-v1, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
     ("variance_cv_coef_auto", "InvertedPendulum-v5",
-     "InvertedPendulum-v5, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
+     "InvertedPendulum-v5 (1 env, before the tuning), ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
     ("variance_cv_coef_auto_phi_every_4th", "CartPole-v1",
      "CartPole-v1, `cv_coef=auto` and φ on every 4th update (`variance_cv_coef_auto_phi_every_4th`)"),
     ("variance_cv_coef_auto_phi_every_4th", "InvertedPendulum-v5",
-     "InvertedPendulum-v5, `cv_coef=auto` and φ on every 4th update (`variance_cv_coef_auto_phi_every_4th`)"),
+     "InvertedPendulum-v5 (1 env, before the tuning), `cv_coef=auto` and φ on every 4th update "
+     "(`variance_cv_coef_auto_phi_every_4th`)"),
     ("variance_seeds_1_2", "CartPole-v1", "CartPole-v1, relax-a2c, seeds 1 and 2 (`variance_seeds_1_2`)"),
     ("variance_cv_coef_auto_seeds_1_2", "CartPole-v1",
      "CartPole-v1, ĉ weighted by the estimated optimal β, seeds 1 and 2 (`variance_cv_coef_auto_seeds_1_2`)"),
@@ -176,7 +184,13 @@ def test_readme_throughput_rows_match_the_committed_results():
             (r,) = json.load(fh)["results"]
         row = _throughput_row(r, f", {r['device']} (`{directory}`)")
         assert row in readme, row
-    mlp = [results[env_id] for env_id in ("CartPole-v1", "LunarLander-v3", "InvertedPendulum-v5")]
+    tuned = {}  # InvertedPendulum on its tuned config (16 envs), two seeds; the goal row cites seed 0
+    for directory in ("throughput_inverted_pendulum", "throughput_inverted_pendulum_seed1"):
+        with open(os.path.join(ROOT, "results", directory, "throughput.json"), encoding="utf-8") as fh:
+            (tuned[directory],) = json.load(fh)["results"]
+        row = _throughput_row(tuned[directory], f" (`{directory}`)")
+        assert row in readme, row
+    mlp = [results["CartPole-v1"], results["LunarLander-v3"], tuned["throughput_inverted_pendulum"]]
     goal = (f"CartPole {mlp[0]['ratio_relax_to_a2c']:.2f}, LunarLander {mlp[1]['ratio_relax_to_a2c']:.2f}, "
             f"InvertedPendulum {mlp[2]['ratio_relax_to_a2c']:.2f} | `cv_update_interval=4`: "
             + ", ".join(f"{r['ratio_relax_every4_to_a2c']:.2f}" for r in mlp) + " |")
@@ -195,6 +209,12 @@ def test_readme_update_profile_numbers_match_the_committed_results():
     a2c, off, relax = whole["CartPole-v1"]
     assert f"A2C's update takes {a2c:.2f} ms, ĉ off's {off:.2f} ms and relax-a2c's {relax:.2f} ms" in readme
     assert "InvertedPendulum is alike: {:.2f}, {:.2f} and {:.2f} ms".format(*whole["InvertedPendulum-v5"]) in readme
+    with open(os.path.join(ROOT, "results", "update_profile_inverted_pendulum", "update_profile.json"),
+              encoding="utf-8") as fh:
+        (tuned,) = json.load(fh)["results"]
+    ms = [tuned["ms_per_update"][arm] for arm in ("a2c", "relax-a2c (c-hat off)", "relax-a2c")]
+    assert "results/update_profile_inverted_pendulum`, 1 minute) they are {:.2f}, {:.2f} and {:.2f} ms".format(
+        *ms) in readme.replace("\n    ", " ")
     parts = results["CartPole-v1"]["parts_ms"]["relax-a2c"]
     for part in ("backward: φ's gradient (double backprop)", "backward: ∇_θ S̄ with create_graph", "forward: ĉ",
                  "φ's optimizer step"):
