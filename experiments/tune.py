@@ -10,6 +10,8 @@ unless the grid beats them on the same seeds.
 
     python experiments/tune.py --env CartPole-v1 --algos relax-a2c a2c \
         --grid learning_rate=lin_1e-3,7e-4,lin_2e-3 n_envs=8,16 --out results/tuning
+    python experiments/tune.py --env InvertedPendulum-v5 --algos relax-a2c a2c ppo relax-ddpg \
+        --grid n_envs=8,16 learning_rate=7e-4,lin_2e-3 --packaged --out results/tuning
 
 Resumable like the table (``<out>/runs/``). Writes ``<out>/tuning_<env>.{md,json}``.
 """

@@ -188,7 +188,7 @@ def test_config_file_then_hyperparams_precedence(tmp_path):
 
 
 # keys where relax-a2c and a2c carry different values: each algorithm's pick in the equal-budget search
-# (results/tuning/tuning_CartPole-v1.md)
+# (results/tuning/tuning_<env>.md)
 TUNED_APART = {"CartPole-v1": ("learning_rate",), "InvertedPendulum-v5": ("n_envs", "learning_rate")}
 
 
@@ -222,6 +222,23 @@ def test_packaged_configs_are_valid(algo):
                 entry.pop(key), a2c_entry.pop(key)
             assert entry == a2c_entry, env_id
     assert all(key in SPECIAL_KEYS or key in accepted_keys(algo_class) for e in configs.values() for key in e)
+
+
+@pytest.mark.parametrize("report", sorted(Path(__file__).parents[1].glob("results/tuning/tuning_*.json")),
+                         ids=lambda p: p.stem)
+def test_packaged_configs_carry_the_committed_tuning_picks(report):
+    """configs/ stays true to results/tuning: each algorithm's entry for the tuned env holds its chosen point."""
+    import json
+
+    from relax_rl.hyperparams import parse_overrides
+
+    tuning = json.loads(report.read_text())
+    for algo, point in tuning["chosen"].items():
+        entry = load_packaged_config(algo)[tuning["env_id"]]
+        if point == "packaged config":  # the entry as it was won: no value to check
+            continue
+        for key, value in parse_overrides(point.split()).items():
+            assert entry.get(key) == value, (report.name, algo, key, entry.get(key), value)
 
 
 def test_algorithm_registry_imports_on_use(monkeypatch):
