@@ -64,7 +64,8 @@ ONE_THRESHOLD_TABLES = {
                                       "relax-a2c, φ on every 4th update (`cv_update_interval=4`)")),
     ("LunarLander-v3", "200"): (("relax-a2c", "relax-a2c"), ("a2c", "SB3 A2C"), ("ppo", "SB3 PPO (RL Zoo settings)"),
                                 ("relax-a2c (phi every 4th update)",
-                                 "relax-a2c, φ on every 4th update (`cv_update_interval=4`)")),
+                                 "relax-a2c, φ on every 4th update (`cv_update_interval=4`)"),
+                                ("relax-a2c (cv_coef auto)", "relax-a2c, `cv_coef=auto`")),
 }
 
 
