@@ -119,6 +119,13 @@ VARIANCE_ROWS = (
      "InvertedPendulum-v5, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto_inverted_pendulum`)"),
     ("variance_inverted_pendulum_seeds_1_2", "InvertedPendulum-v5",
      "InvertedPendulum-v5, relax-a2c, LAX, seeds 1 and 2 (`variance_inverted_pendulum_seeds_1_2`)"),
+    ("variance_inverted_pendulum_phi_every_4th", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, φ on every 4th update (`variance_inverted_pendulum_phi_every_4th`)"),
+    ("variance_inverted_pendulum_phi_weight_decay", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, φ weight decay 0.01 (`variance_inverted_pendulum_phi_weight_decay`)"),
+    ("variance_inverted_pendulum_cv_coef_auto_phi_every_4th", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, `cv_coef=auto` and φ on every 4th update "
+     "(`variance_inverted_pendulum_cv_coef_auto_phi_every_4th`)"),
     ("variance_phi_every_4th", "CartPole-v1", "CartPole-v1, φ on every 4th update (`variance_phi_every_4th`)"),
     ("variance_phi_every_4th_inverted_pendulum", "InvertedPendulum-v5",
      "InvertedPendulum-v5 (1 env, before the tuning), φ on every 4th update "
