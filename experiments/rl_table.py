@@ -8,8 +8,8 @@ the last 100 completed episodes first reaches the threshold; a run that never ge
     python experiments/rl_table.py --envs CartPole-v1 --out results/rl_table       # 10 seeds x 4 arms
     python experiments/rl_table.py --quick --out /tmp/rl_table_quick                # smoke run, ~1 min
 
-The ĉ-off arm is skipped where relax-a2c's settings are a2c's (LunarLander, InvertedPendulum): its runs would
-repeat a2c's bit for bit. Seeds run in parallel processes (``--workers``); each finished run is written to
+The ĉ-off arm is skipped where relax-a2c's settings are a2c's (at present LunarLander): its runs would repeat
+a2c's bit for bit. Seeds run in parallel processes (``--workers``); each finished run is written to
 ``<out>/runs/`` at once, so an interrupted table picks up where it stopped when the same command is run again.
 Writes ``<out>/rl_table.json``, ``<out>/rl_table.md`` and one learning-curve PNG per environment.
 """

@@ -149,11 +149,16 @@ VARIANCE_ROWS = (
 )
 
 
-def _variance_summary(directory, env_id):
+def _results(directory, name):
+    """The "results" entry of ``results/<directory>/<name>.json``, as a benchmark script wrote it."""
     import json
 
-    with open(os.path.join(ROOT, "results", directory, "variance.json"), encoding="utf-8") as fh:
-        return json.load(fh)["results"][env_id]["summary"]
+    with open(os.path.join(ROOT, "results", directory, f"{name}.json"), encoding="utf-8") as fh:
+        return json.load(fh)["results"]
+
+
+def _variance_summary(directory, env_id):
+    return _results(directory, "variance")[env_id]["summary"]
 
 
 def test_readme_variance_rows_match_the_committed_results():
@@ -180,24 +185,19 @@ def _throughput_row(r: dict, label_suffix: str) -> str:
 
 
 def test_readme_throughput_rows_match_the_committed_results():
-    import json
-
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
         readme = fh.read()
-    with open(os.path.join(ROOT, "results", "throughput", "throughput.json"), encoding="utf-8") as fh:
-        results = {r["env_id"]: r for r in json.load(fh)["results"]}
+    results = {r["env_id"]: r for r in _results("throughput", "throughput")}
     for r in results.values():
         row = _throughput_row(r, "")
         assert row in readme, row
     for directory in ("throughput_gpu", "throughput_gpu_seed1", "throughput_h200_cpu"):  # the lent machine's runs
-        with open(os.path.join(ROOT, "results", directory, "throughput.json"), encoding="utf-8") as fh:
-            (r,) = json.load(fh)["results"]
+        (r,) = _results(directory, "throughput")
         row = _throughput_row(r, f", {r['device']} (`{directory}`)")
         assert row in readme, row
     tuned = {}  # InvertedPendulum on its tuned config (16 envs), two seeds; the goal row cites seed 0
     for directory in ("throughput_inverted_pendulum", "throughput_inverted_pendulum_seed1"):
-        with open(os.path.join(ROOT, "results", directory, "throughput.json"), encoding="utf-8") as fh:
-            (tuned[directory],) = json.load(fh)["results"]
+        (tuned[directory],) = _results(directory, "throughput")
         row = _throughput_row(tuned[directory], f" (`{directory}`)")
         assert row in readme, row
     mlp = [results["CartPole-v1"], results["LunarLander-v3"], tuned["throughput_inverted_pendulum"]]
@@ -208,20 +208,16 @@ def test_readme_throughput_rows_match_the_committed_results():
 
 
 def test_readme_update_profile_numbers_match_the_committed_results():
-    import json
 
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
         readme = fh.read()
-    with open(os.path.join(ROOT, "results", "update_profile", "update_profile.json"), encoding="utf-8") as fh:
-        results = {r["env_id"]: r for r in json.load(fh)["results"]}
+    results = {r["env_id"]: r for r in _results("update_profile", "update_profile")}
     whole = {env_id: [r["ms_per_update"][arm] for arm in ("a2c", "relax-a2c (c-hat off)", "relax-a2c")]
              for env_id, r in results.items()}
     a2c, off, relax = whole["CartPole-v1"]
     assert f"A2C's update takes {a2c:.2f} ms, ĉ off's {off:.2f} ms and relax-a2c's {relax:.2f} ms" in readme
     assert "InvertedPendulum is alike: {:.2f}, {:.2f} and {:.2f} ms".format(*whole["InvertedPendulum-v5"]) in readme
-    with open(os.path.join(ROOT, "results", "update_profile_inverted_pendulum", "update_profile.json"),
-              encoding="utf-8") as fh:
-        (tuned,) = json.load(fh)["results"]
+    (tuned,) = _results("update_profile_inverted_pendulum", "update_profile")
     ms = [tuned["ms_per_update"][arm] for arm in ("a2c", "relax-a2c (c-hat off)", "relax-a2c")]
     assert "results/update_profile_inverted_pendulum`, 1 minute) they are {:.2f}, {:.2f} and {:.2f} ms".format(
         *ms) in readme.replace("\n    ", " ")
