@@ -81,6 +81,8 @@ def _trained_model(continuous):
 def _max_z(model, continuous, n_batches=2000):
     estimates = gradient_estimates(model, n_batches=n_batches, seed=1)
     exact = _exact_gradient(model, continuous)
+    # the estimate reaches exactly the actor's parameters (a parameter it cannot reach would drop out unchecked)
+    assert set(estimates) == set(exact), set(exact) ^ set(estimates)
     worst = 0.0
     for name, values in estimates.items():
         flat = values.reshape(values.shape[0], -1)

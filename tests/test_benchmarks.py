@@ -145,10 +145,10 @@ def test_throughput_quick_reports_consistent_ratios(tmp_path):
     arms, blocks = result["arms"], result["blocks_measured"]
     paired = [r["fps"] / a["fps"] for r, a in zip(blocks["relax-a2c"], blocks["a2c"], strict=True)]
     assert len(paired) == 4 and result["ratio_relax_to_a2c"] == pytest.approx(float(np.median(paired)))
-    low, high = result["ratio_relax_to_a2c_quartiles"]
-    assert low <= result["ratio_relax_to_a2c"] <= high
+    assert result["ratio_relax_to_a2c_quartiles"] == pytest.approx(list(np.percentile(paired, [25, 75])))
     assert result["steps"] == 640 == result["rollouts_per_block"] * 4 * 40
     for arm, measured in blocks.items():  # every arm ran the same steps, and the parts add up to at most the whole
+        # (fps is steps / wall, so this checks that every block stepped its rollouts × 8 envs × 5 steps)
         assert [b["fps"] * b["wall_s"] for b in measured] == pytest.approx([result["rollouts_per_block"] * 40] * 4)
         assert arms[arm]["collect_s"] + arms[arm]["train_s"] <= arms[arm]["wall_s"]
         assert arms[arm]["wall_s"] == pytest.approx(sum(b["wall_s"] for b in measured))
@@ -165,7 +165,9 @@ def test_update_profile_parts_add_up_and_name_relax_only_work(tmp_path):
     assert (torch.autograd.grad, torch.Tensor.backward) == (grad, backward)  # the wrappers are gone
     parts, whole = result["parts_ms"], result["ms_per_update"]
     for arm in update_profile.ARMS:
-        assert parts[arm]["rest"] >= -1e-9 and sum(parts[arm].values()) == pytest.approx(whole[arm])
+        # "rest" is the whole less the timed parts: below 0 would mean a part was counted twice (one wrapped
+        # function inside another)
+        assert parts[arm]["rest"] >= -1e-9 and whole[arm] > 0
     relax_only = {"forward: ĉ", "φ's optimizer step", "backward: φ's gradient (double backprop)",
                   "backward: ∇_θ S̄ with create_graph"}
     assert relax_only <= set(parts["relax-a2c"])

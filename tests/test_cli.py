@@ -224,15 +224,24 @@ def test_packaged_configs_are_valid(algo):
     assert all(key in SPECIAL_KEYS or key in accepted_keys(algo_class) for e in configs.values() for key in e)
 
 
-@pytest.mark.parametrize("report", sorted(Path(__file__).parents[1].glob("results/tuning/tuning_*.json")),
-                         ids=lambda p: p.stem)
-def test_packaged_configs_carry_the_committed_tuning_picks(report):
+TUNING_DIR = Path(__file__).parents[1] / "results" / "tuning"
+TUNED_ENVS = ["CartPole-v1", "InvertedPendulum-v5"]  # the envs with a committed experiments/tune.py report
+
+
+def test_every_committed_tuning_report_is_checked():
+    assert sorted(p.stem for p in TUNING_DIR.glob("tuning_*.json")) == sorted(f"tuning_{e}" for e in TUNED_ENVS)
+
+
+@pytest.mark.parametrize("env_id", TUNED_ENVS)
+def test_packaged_configs_carry_the_committed_tuning_picks(env_id):
     """configs/ stays true to results/tuning: each algorithm's entry for the tuned env holds its chosen point."""
     import json
 
     from relax_rl.hyperparams import parse_overrides
 
+    report = TUNING_DIR / f"tuning_{env_id}.json"
     tuning = json.loads(report.read_text())
+    assert tuning["env_id"] == env_id
     for algo, point in tuning["chosen"].items():
         entry = load_packaged_config(algo)[tuning["env_id"]]
         if point == "packaged config":  # the entry as it was won: no value to check

@@ -283,6 +283,9 @@ def test_cv_loss_spaces_and_several_phi_steps_train(space):
     model.learn(320)
     assert any(not torch.equal(a, p) for a, p in zip(phi, model.policy.cv_parameters(), strict=True))
     assert model.logger.name_to_value["train/cv_learning_rate"] < 1e-3  # the schedule is applied
+    # three φ steps per update: Adam's step count of every φ tensor is 3 × the updates
+    steps = {float(state["step"]) for state in model.policy.cv_optimizer.state_dict()["state"].values()}
+    assert model._n_updates > 0 and steps == {3.0 * model._n_updates}
 
 
 @pytest.mark.parametrize("kind", ["discrete", "box", "multidiscrete", "multibinary"])
@@ -295,6 +298,17 @@ def test_logits_loss_space_trains_phi_on_every_action_space(kind):
     cv_loss = model.logger.name_to_value["train/cv_loss"]
     assert np.isfinite(cv_loss) and cv_loss > 0
     assert any(not torch.equal(a, p) for a, p in zip(phi, model.policy.cv_parameters(), strict=True))
+    # the targets are what log π is built from: per-sample tensors (Box: the mean, and the state-independent
+    # log σ) that log π depends on, not θ's weights
+    rollout_data = next(model.rollout_buffer.get(batch_size=None))
+    batch = model._forward_batch(rollout_data)
+    targets = model._estimate_targets(batch["distribution"], model.policy.theta_parameters())
+    assert not any(any(t is p for p in model.policy.parameters()) for t in targets[:1])
+    n_samples = batch["log_prob"].shape[0]
+    per_sample = targets if kind != "box" else targets[:1]
+    assert all(t.shape[0] == n_samples for t in per_sample)
+    grads = torch.autograd.grad(batch["log_prob"].sum(), targets, allow_unused=True)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
 
 
 class _StopAt(BaseCallback):
