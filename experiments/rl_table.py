@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from relax_rl.cli import positive_int_type, timesteps_type
 from relax_rl.runs import command_line
 
 WINDOW = 100
@@ -258,8 +259,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", choices=list(ENVS), default=list(ENVS))
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=DEFAULT_ARMS)
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per env (default: 10 CartPole, 5 others)")
-    parser.add_argument("--budget", type=int, default=None, help="timesteps per run (default: per env)")
+    parser.add_argument("--seeds", type=positive_int_type, default=None,
+                        help="seeds per env (default: 10 CartPole, 5 others)")
+    parser.add_argument("--budget", type=timesteps_type, default=None, help="timesteps per run (default: per env)")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--out", default="results/rl_table")
     parser.add_argument("--quick", action="store_true",

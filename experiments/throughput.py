@@ -219,14 +219,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")
     if args.blocks < 1 or (args.steps is not None and args.steps < 1):
         parser.error(f"--blocks and --steps must be >= 1, got {args.blocks} and {args.steps}")
+    check_relax_a2c_entries(parser, args.envs)
+    return args
+
+
+def check_relax_a2c_entries(parser: argparse.ArgumentParser, envs: list[str], overrides: list[str] = ()) -> None:
+    """An argument error, before anything runs, for an env without a relax-a2c entry in configs/relax-a2c.yml, or
+    ``--hyperparams`` ``overrides`` that the entry does not take (this script and variance.py, update_profile.py)."""
+    from relax_rl import RelaxA2C
     from relax_rl.envs import is_atari
-    from relax_rl.hyperparams import load_packaged_config, lookup_entry
+    from relax_rl.hyperparams import HyperparameterError, load_packaged_config, lookup_entry, resolve_hyperparams
 
     configs = load_packaged_config("relax-a2c")
-    for env_id in args.envs:
+    for env_id in envs:
         if lookup_entry(configs, env_id, is_atari(env_id)) is None:
             parser.error(f"no relax-a2c entry for {env_id!r} in configs/relax-a2c.yml; entries: {', '.join(configs)}")
-    return args
+        try:
+            resolve_hyperparams("relax-a2c", RelaxA2C, env_id, is_atari(env_id), None, list(overrides))
+        except HyperparameterError as exc:
+            parser.error(f"{env_id}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

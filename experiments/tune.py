@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rl_table import ARMS, ENVS, WINDOW, Job, episodes_to_threshold, run_jobs  # noqa: E402
 
+from relax_rl.cli import get_algo_class, timesteps_type  # noqa: E402
 from relax_rl.runs import command_line  # noqa: E402
 
 ALGOS = [arm for arm, (algo, overrides, _) in ARMS.items() if arm == algo and not overrides]
@@ -119,7 +120,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="also run each algorithm's packaged config, unchanged, as one more point")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 100 101 102")
     parser.add_argument("--threshold", type=float, default=None, help="default: the env's first table threshold")
-    parser.add_argument("--budget", type=int, default=None, help="timesteps per run (default: the table's)")
+    parser.add_argument("--budget", type=timesteps_type, default=None, help="timesteps per run (default: the table's)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="results/tuning")
     parser.add_argument("--quick", action="store_true",
@@ -135,9 +136,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.grid = parse_grid(args.grid)
     except ValueError as err:
         parser.error(str(err))
+    check_points(parser, args)
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     return args
+
+
+def check_points(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An argument error, before any run, for a grid point that an algorithm's config does not take (else it would
+    fail only when its first run starts, maybe after hours of the other algorithms' runs)."""
+    from relax_rl.hyperparams import HyperparameterError, resolve_hyperparams
+
+    for algo in args.algos:
+        algo_name, arm_overrides, _ = ARMS[algo]
+        for point in grid_points(args.grid, args.packaged):
+            try:
+                resolve_hyperparams(algo_name, get_algo_class(algo_name), args.env, False, None,
+                                    [*arm_overrides, *point])
+            except HyperparameterError as exc:
+                parser.error(f"{algo} at grid point {point_name(point)}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> dict:

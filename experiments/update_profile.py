@@ -33,7 +33,7 @@ import torch
 from relax_rl.runs import command_line
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import build  # noqa: E402  (experiments/throughput.py: the same arms and settings)
+from throughput import build, check_relax_a2c_entries  # noqa: E402  (experiments/throughput.py: the same arms)
 
 ARMS = ("a2c", "relax-a2c (c-hat off)", "relax-a2c")
 BLOCK = 20  # updates per arm and block
@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.envs, args.updates, args.warmup = QUICK["envs"], QUICK["updates"], QUICK["warmup"]
     if args.updates < BLOCK:
         parser.error(f"--updates must be >= {BLOCK}, got {args.updates}")
+    check_relax_a2c_entries(parser, args.envs)
     os.makedirs(args.out, exist_ok=True)
     results = [profile_env(env_id, args.updates, args.warmup, args.seed) for env_id in args.envs]
     command = command_line("experiments/update_profile.py", argv)

@@ -42,6 +42,9 @@ from relax_rl.runs import command_line
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ideal_baseline import IdealBaseline, StateRecorder  # noqa: E402  (experiments/ideal_baseline.py)
+from throughput import check_relax_a2c_entries  # noqa: E402
+
+from relax_rl.cli import timesteps_type  # noqa: E402
 
 BUDGETS = {"CartPole-v1": 200_000, "InvertedPendulum-v5": 300_000, "LunarLander-v3": 500_000}
 QUICK = {"envs": ["CartPole-v1"], "budget": 4_000, "batches": 10, "every": 0.5}
@@ -213,7 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "InvertedPendulum-v5"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--budget", type=int, default=None, help="timesteps per run (default: per env)")
+    parser.add_argument("--budget", type=timesteps_type, default=None, help="timesteps per run (default: per env)")
     parser.add_argument("--batches", type=int, default=100, help="rollout batches per measurement (>= 2)")
     parser.add_argument("--every", type=float, default=0.1, help="measure every this fraction of the budget")
     parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE",
@@ -233,13 +236,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--batches must be >= 2, got {args.batches}")
     if args.ideal_baseline < 0:
         parser.error(f"--ideal-baseline must be >= 0, got {args.ideal_baseline}")
-    from relax_rl.envs import is_atari
-    from relax_rl.hyperparams import load_packaged_config, lookup_entry
-
-    configs = load_packaged_config("relax-a2c")
-    for env_id in args.envs:
-        if lookup_entry(configs, env_id, is_atari(env_id)) is None:
-            parser.error(f"no relax-a2c entry for {env_id!r} in configs/relax-a2c.yml; entries: {', '.join(configs)}")
+    check_relax_a2c_entries(parser, args.envs, args.hyperparams)
     return args
 
 

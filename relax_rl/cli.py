@@ -49,7 +49,8 @@ from relax_rl.runs import (
     write_config,
 )
 
-__all__ = ["ALGOS", "CLIError", "TrainResult", "build_parser", "get_algo_class", "main", "train"]
+__all__ = ["ALGOS", "CLIError", "TrainResult", "build_parser", "get_algo_class", "main", "positive_int_type",
+           "timesteps_type", "train"]
 
 #: The errors ``train`` raises for user errors.
 USER_ERRORS = (CLIError, HyperparameterError, UnknownEnvironmentError, MissingDependencyError)
@@ -82,8 +83,9 @@ class TrainResult:
         return asdict(self)
 
 
-def _timesteps(text: str) -> int:
-    """``-n`` value: an integer, also written ``1e5``."""
+def timesteps_type(text: str) -> int:
+    """argparse type of a number of timesteps (``-n``, the benchmarks' ``--budget``): a positive integer, also
+    written ``1e5``."""
     try:
         value = float(text)
     except ValueError:
@@ -91,6 +93,17 @@ def _timesteps(text: str) -> int:
     if not value.is_integer() or value < 1:
         raise argparse.ArgumentTypeError(f"the number of timesteps must be a positive integer, got {text!r}")
     return int(value)
+
+
+def positive_int_type(text: str) -> int:
+    """argparse type of a count that must be at least 1 (seeds, workers, blocks)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--algo", choices=list(ALGOS), help="algorithm (required unless --resume)")
     add("--env", help="gymnasium environment id, e.g. CartPole-v1 (required unless --resume)")
-    add("-n", "--n-timesteps", type=_timesteps, metavar="N", help="total timesteps (overrides the config)")
+    add("-n", "--n-timesteps", type=timesteps_type, metavar="N", help="total timesteps (overrides the config)")
     add("--seed", type=int, metavar="N", help="random seed (default: drawn at random and recorded in config.yml)")
     add("--hyperparams", nargs="+", action="extend", metavar="KEY=VALUE",
         help="overrides, typed as Python literals: n_steps=8 learning_rate=lin_7e-4 "
@@ -195,6 +208,12 @@ def train(args: argparse.Namespace | Sequence[str] | None = None, callbacks: Seq
         command = _command(argv if argv is not None else sys.argv[1:])
     run = prepare_resume(ns) if ns.resume else prepare_new(ns)
     opts = run.options
+    for flag, folder in (("--log-folder", opts["log_folder"]), ("--tensorboard-log", opts["tensorboard_log"])):
+        try:  # (made now: a folder that cannot be made must not fail the run after its envs are built)
+            if folder:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CLIError(f"{flag} {folder!r}: cannot make that folder ({exc.strerror or exc})") from exc
     policy = run.hyperparams.get("policy", "MlpPolicy")
     cnn = policy == "CnnPolicy"
     if not cnn:
@@ -234,7 +253,7 @@ def train(args: argparse.Namespace | Sequence[str] | None = None, callbacks: Seq
             try:
                 model = run.algo_class(policy, train_env, seed=run.seed, verbose=opts["verbose"], device=device,
                                        **algo_kwargs)
-            except (ValueError, AssertionError) as exc:
+            except (ValueError, AssertionError, TypeError) as exc:  # (TypeError: an argument SB3 cannot take)
                 raise CLIError(f"invalid hyperparameters for {run.algo} on {run.env_id}: {exc or repr(exc)}") from exc
     except BaseException:
         for venv in (train_env, eval_env):

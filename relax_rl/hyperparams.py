@@ -33,6 +33,7 @@ from relax_rl.hyperparam_parsing import (
     parse_value,
     resolve_class,
 )
+from relax_rl.hyperparam_types import check_normalize_kwargs, check_policy_kwargs, check_value_types
 
 __all__ = [
     "SPECIAL_KEYS",
@@ -105,12 +106,18 @@ def _number(value: Any) -> Any:
     return value
 
 
-def _mapping(key: str, value: Any) -> dict[str, Any]:
+def _mapping(key: str, value: Any, expected: str = "a mapping (or a 'dict(...)' string)") -> dict[str, Any]:
+    parsed = value
     if isinstance(value, str):
-        value = parse_python_data(value)
-    if not isinstance(value, dict):
-        raise HyperparameterError(f"{key} must be a mapping (or a 'dict(...)' string), got {value!r}")
-    return _number(value)
+        try:
+            parsed = parse_python_data(value)
+        except HyperparameterError as exc:
+            if "(" in value or "{" in value:  # a mapping with a bad value inside: say what is wrong in it
+                raise HyperparameterError(f"{key}: cannot read {value!r}: {exc}") from None
+            parsed = None
+    if not isinstance(parsed, dict):
+        raise HyperparameterError(f"{key} must be {expected}, got {value!r}")
+    return _number(parsed)
 
 
 def _schedule_start(key: str, value: str) -> float:
@@ -139,12 +146,13 @@ def canonicalize(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
         elif key in ("policy_kwargs", "env_kwargs"):
             value = _mapping(key, value)
         elif key == "normalize":
+            expected = "true/false or a mapping of VecNormalize kwargs"
             if isinstance(value, str):
-                value = _mapping(key, value)
+                value = _mapping(key, value, expected)
             if not isinstance(value, (bool, dict)):
-                raise HyperparameterError(
-                    f"normalize must be true/false or a mapping of VecNormalize kwargs, got {value!r}"
-                )
+                raise HyperparameterError(f"normalize must be {expected}, got {value!r}")
+            if isinstance(value, dict):
+                check_normalize_kwargs(value)
         elif key == "noise_type" and value not in NOISE_TYPES:
             raise HyperparameterError(f"noise_type must be one of {', '.join(NOISE_TYPES)}, got {value!r}")
         elif key == "policy" and not isinstance(value, str):
@@ -261,7 +269,7 @@ def validate_keys(hyperparams: Mapping[str, Any], algo_class: type, algo: str, s
 def _checked(hyperparams: Mapping[str, Any], algo_class: type, algo: str, source: str) -> dict[str, Any]:
     validate_keys(hyperparams, algo_class, algo, source)
     try:
-        return canonicalize(hyperparams)
+        return check_value_types(canonicalize(hyperparams), algo_class)
     except HyperparameterError as exc:
         raise HyperparameterError(f"{source}: {exc}") from None
 
@@ -288,6 +296,7 @@ def resolve_hyperparams(
         hp.update(_checked(user, algo_class, algo, f"config file '{config_file}'"))
     typed = _checked(parse_overrides(overrides), algo_class, algo, "--hyperparams")
     hp.update(typed)
+    check_policy_kwargs(hp, algo_class)  # on the merged entry: policy and policy_kwargs may come from two layers
     entry_name = env_id if env_id in packaged else ("atari" if entry is not None else None)
     sources = {"packaged": f"{source_file}[{entry_name}]" if entry_name else None,
                "config_file": config_file, "hyperparams": typed}

@@ -113,6 +113,8 @@ def prepare_new(ns: argparse.Namespace) -> Run:
         hp["n_timesteps"] = ns.n_timesteps
     if "n_timesteps" not in hp:
         raise CLIError(f"no n_timesteps for {ns.algo} on {ns.env}: pass -n/--n-timesteps")
+    if ns.seed is not None and not 0 <= ns.seed < 2**31 - EVAL_SEED_OFFSET:
+        raise CLIError(f"--seed must be in [0, {2**31 - EVAL_SEED_OFFSET}), got {ns.seed}")
     seed = ns.seed if ns.seed is not None else random.SystemRandom().randrange(2**31 - EVAL_SEED_OFFSET)
     return Run(ns.algo, algo_class, ns.env, seed, hp, _options(ns, {}), {"sources": sources})
 

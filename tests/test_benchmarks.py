@@ -175,11 +175,27 @@ def test_update_profile_parts_add_up_and_name_relax_only_work(tmp_path):
     assert "| **whole update** |" in (tmp_path / "update_profile.md").read_text()
 
 
-@pytest.mark.parametrize("script", ["variance", "throughput"])
+@pytest.mark.parametrize("script", ["variance", "throughput", "update_profile"])
 def test_unconfigured_env_is_a_clear_argument_error(script, capsys):
+    module = {"variance": variance, "throughput": throughput, "update_profile": update_profile}[script]
     with pytest.raises(SystemExit):
-        {"variance": variance, "throughput": throughput}[script].parse_args(["--envs", "Foo-v1"])
+        (module.main if script == "update_profile" else module.parse_args)(["--envs", "Foo-v1"])
     assert "no relax-a2c entry for 'Foo-v1'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["rl_table", "--seeds", "0"], "argument --seeds: must be a positive integer, got '0'"),
+    (["rl_table", "--budget", "-5"], "argument --budget: the number of timesteps must be a positive integer"),
+    (["variance", "--hyperparams", "n_env=4"], "unknown hyperparameter 'n_env' for relax-a2c (did you mean n_envs"),
+    (["tune", "--algos", "relax-a2c", "a2c", "--grid", "cv_coef=auto"],
+     "a2c at grid point cv_coef=auto: --hyperparams: unknown hyperparameter 'cv_coef' for a2c"),
+])
+def test_benchmark_arguments_are_checked_before_anything_runs(argv, message, capsys):
+    """A bad count or override is an argument error up front, not a silent default or a failure hours in."""
+    script, *args = argv
+    with pytest.raises(SystemExit):
+        {"rl_table": rl_table, "variance": variance, "tune": tune}[script].parse_args(args)
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error a machine without CUDA gives")

@@ -176,6 +176,17 @@ def test_parse_overrides_types_values():
         parse_overrides(["policy_kwargs=dict(a=__import__('os').system('true'))"])
 
 
+def test_integer_arguments_take_integral_floats_and_nothing_else():
+    """Zoo-style ``buffer_size=1e5`` is the int 100000 (SB3 would fail on the float deep in its buffer)."""
+    from relax_rl.hyperparams import resolve_hyperparams
+
+    td3 = get_algo_class("td3")
+    hp, _ = resolve_hyperparams("td3", td3, "Pendulum-v1", False, None, ["buffer_size=1e5", "gamma=1"])
+    assert hp["buffer_size"] == 100000 and type(hp["buffer_size"]) is int and hp["gamma"] == 1
+    with pytest.raises(ValueError, match="batch_size must be an integer, got 'many'"):
+        resolve_hyperparams("td3", td3, "Pendulum-v1", False, None, ["batch_size=many"])
+
+
 def test_config_file_then_hyperparams_precedence(tmp_path):
     config_file = tmp_path / "mine.yml"
     config_file.write_text("n_steps: 4\nent_coef: 1e-2\nlearning_rate: !!float 5e-4\n")
@@ -282,11 +293,25 @@ def test_algorithm_registry_imports_on_use(monkeypatch):
         (["--config", "list.yml"], "config file 'list.yml' must hold a mapping"),
         (["--resume", "nowhere"], "'nowhere' does not exist"),
         (["--eval-freq", "0"], "--eval-freq must be a positive number or -1"),
+        (["--hyperparams", "n_steps=8.5"], "n_steps must be an integer, got 8.5"),
+        (["--hyperparams", "n_steps=0"], "n_steps must be a positive integer, got 0"),
+        (["--hyperparams", "gamma=abc"], "gamma must be a number, got 'abc'"),
+        (["--hyperparams", "cv_update_interval=None"], "cv_update_interval must be an integer, got None"),
+        (["--hyperparams", "cv_net_arch=64"], "cv_net_arch must be a list of positive layer sizes"),
+        (["--hyperparams", "policy_kwargs=dict(net_arch=[-1])"], "net_arch must be a list of positive layer sizes"),
+        (["--hyperparams", "policy_kwargs=dict(net_arch=dict(pi=[8], q=[8]))"], "unknown key(s) 'q'"),
+        (["--hyperparams", "policy_kwargs=dict(net_arc=[8])"], "takes no argument 'net_arc' (did you mean net_arch"),
+        (["--hyperparams", "normalize=yes"], "normalize must be true/false or a mapping of VecNormalize kwargs"),
+        (["--hyperparams", "normalize=dict(foo=1)"], "normalize: VecNormalize takes no argument 'foo'"),
+        (["--hyperparams", "env_kwargs=abc"], "env_kwargs must be a mapping"),
+        (["--seed", "-1"], "--seed must be in [0, "),
+        (["--log-folder", "afile"], "--log-folder 'afile': cannot make that folder"),
     ],
 )
 def test_user_errors_are_one_line_and_status_2(tmp_path, capsys, extra, message):
     (tmp_path / "bad.yml").write_text("n_steps: [8\n")
     (tmp_path / "list.yml").write_text("- n_steps\n")
+    (tmp_path / "afile").write_text("")
     argv = _args(tmp_path, "-n", "16") if extra[0] != "--resume" else []
     code = main(argv + extra)
     err = capsys.readouterr().err
