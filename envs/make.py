@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Any
 
@@ -99,7 +100,12 @@ def make_env(
     :raises ValueError: invalid arguments.
     """
     # Validate everything before any environment (or subprocess) is created.
+    if not isinstance(env_id, str):
+        raise ValueError(f"env_id must be a gymnasium id string such as 'CartPole-v1', got {env_id!r}.")
     _check_int("n_envs", n_envs, 1)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}.")
+    seed = None if seed is None else int(seed)  # (gymnasium takes Python ints only)
     if vec_env not in VEC_ENV_CLASSES:
         raise ValueError(f"vec_env must be one of {', '.join(map(repr, VEC_ENV_CLASSES))}; got {vec_env!r}.")
     if frame_stack is not None:

@@ -35,6 +35,7 @@ class ControlVariateMLP(nn.Module):
         super().__init__()
         if int(num_inputs) < 1:
             raise ValueError(f"num_inputs must be a positive integer, got {num_inputs!r}")
+        self.num_inputs = int(num_inputs)
         layers: list[nn.Module] = []
         width = int(num_inputs)
         for hidden in hidden_sizes:
@@ -45,5 +46,11 @@ class ControlVariateMLP(nn.Module):
         self.scale = None if scale_init is None else nn.Parameter(torch.tensor(float(scale_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.num_inputs:
+            raise ValueError(
+                f"the control variate takes {self.num_inputs} inputs per sample, got x of shape {tuple(x.shape)}: "
+                "build it with num_inputs = the size of one sample that f reduces over (n Bernoullis, m·K for "
+                "m categoricals of K classes, d Gaussian dimensions)"
+            )
         out = self.net(x).squeeze(-1)
         return out if self.scale is None else self.scale * out

@@ -54,8 +54,18 @@ def gradient_estimates(
                                      reset_between_batches=reset_between_batches)["estimate"]
 
 
+def _check_supported(model: Any) -> None:
+    """ValueError unless the model is on-policy with rollouts to estimate from (RelaxA2C, RelaxDDPG, A2C)."""
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+    if not isinstance(model, OnPolicyAlgorithm):
+        raise ValueError(f"gradient estimates are measured for on-policy actor-critic models (RelaxA2C, RelaxDDPG, "
+                         f"SB3's A2C), got {type(model).__name__}")
+
+
 def _default_estimator(model: Any) -> Estimator:
     """The model's own estimator: ``policy_gradient`` (RelaxA2C, RelaxDDPG) or A2C's Â · ∇ log π."""
+    _check_supported(model)
     if hasattr(model, "policy_gradient"):
         return model.policy_gradient
     theta = [p for group in model.policy.optimizer.param_groups for p in group["params"]]
@@ -75,6 +85,7 @@ def paired_gradient_estimates(
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import VecNormalize
 
+    _check_supported(model)
     if int(n_batches) < 2:
         raise ValueError(f"n_batches must be >= 2 to measure a variance, got {n_batches}")
     if not estimators:

@@ -97,6 +97,12 @@ def _check_dtype(module: nn.Module, dtype: torch.dtype) -> None:
             )
 
 
+def _per_sample(x: torch.Tensor, batch_ndim: int) -> torch.Tensor:
+    """x flattened to ``[..., inputs]`` after its ``batch_ndim`` sample dimensions (one input when f returns a
+    value per variable, i.e. each Bernoulli is its own sample)."""
+    return x.unsqueeze(-1) if batch_ndim >= x.dim() else x.flatten(start_dim=batch_ndim)
+
+
 def _check_cv_output(c: torch.Tensor, shape: torch.Size, name: str) -> torch.Tensor:
     if c.shape != shape:
         raise ValueError(f"the control variate {name} returned shape {tuple(c.shape)}; expected {tuple(shape)}")
@@ -193,11 +199,12 @@ class _DiscreteEstimator(nn.Module):
         self.common_random_numbers = bool(common_random_numbers)
 
     def _check_params(self, logits: torch.Tensor) -> None:
-        if not isinstance(logits, torch.Tensor) or logits.dim() == 0:
+        if not isinstance(logits, torch.Tensor) or logits.dim() == 0 or not logits.is_floating_point():
             raise ValueError(
-                f"{type(self).__name__} expects a logits tensor of shape [..., n] (Bernoulli) or [..., K] "
-                f"(categorical), got {type(logits).__name__}"
-                + (f" of shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else "")
+                f"{type(self).__name__} expects a floating-point logits tensor of shape [..., n] (Bernoulli) or "
+                f"[..., K] (categorical), got {type(logits).__name__}"
+                + (f" of shape {tuple(logits.shape)} and dtype {logits.dtype}" if isinstance(logits, torch.Tensor)
+                   else "")
             )
         _check_dtype(self, logits.dtype)
 
@@ -358,7 +365,7 @@ class RELAX(_TemperatureMixin, _DiscreteEstimator):
 
     def control_variate(self, z: torch.Tensor, f: BlackBox, batch_ndim: int) -> torch.Tensor:
         x = z if self.network_input == "raw" else self.family.network_input(z, self.temperature)
-        c = self.cv_net(x.flatten(start_dim=batch_ndim))
+        c = self.cv_net(_per_sample(x, batch_ndim))
         if self.mode == "relaxed-rebar":
             c = c + self.eta * f(self.family.relax(z, self.temperature))
         return c
@@ -395,8 +402,12 @@ class LAX(nn.Module):
         noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (per-sample surrogate, sample b). ``noise`` replays a pre-drawn ε ~ N(0, I)."""
-        if not (isinstance(params, (tuple, list)) and len(params) == 2):
-            raise ValueError("LAX expects params = (mean, log_std), two tensors of the same shape [..., d]")
+        if not (isinstance(params, (tuple, list)) and len(params) == 2
+                and all(isinstance(p, torch.Tensor) and p.is_floating_point() for p in params)):
+            raise ValueError("LAX expects params = (mean, log_std), two floating-point torch tensors of the same "
+                             f"shape [..., d], got {type(params).__name__}"
+                             + (f" of {', '.join(type(p).__name__ for p in params)}"
+                                if isinstance(params, (tuple, list)) else ""))
         mean, log_std = params
         _check_dtype(self, mean.dtype)
         if mean.shape != log_std.shape:
@@ -410,6 +421,6 @@ class LAX(nn.Module):
         log_prob = -0.5 * ((b_cut - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
         log_prob = _sum_to_shape(log_prob, f_b.shape, "log p(b)")
         batch_ndim = f_b.dim()
-        c_b = _check_cv_output(self.cv_net(b.flatten(start_dim=batch_ndim)), f_b.shape, "c(b)")
-        c_b_cut = self.cv_net(b_cut.flatten(start_dim=batch_ndim))
+        c_b = _check_cv_output(self.cv_net(_per_sample(b, batch_ndim)), f_b.shape, "c(b)")
+        c_b_cut = self.cv_net(_per_sample(b_cut, batch_ndim))
         return lax_surrogate(log_prob, f_b, c_b, c_b_cut), b_cut

@@ -175,3 +175,12 @@ def test_paired_estimates_share_their_batches_and_c_hat_off_is_a2cs_estimator(co
         np.testing.assert_allclose(est["on"][name], est["off"][name], rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="no estimators"):
         paired_gradient_estimates(model, 3, {})
+
+
+def test_gradient_estimates_reject_what_they_cannot_measure():
+    from stable_baselines3 import DDPG
+
+    with pytest.raises(ValueError, match="on-policy actor-critic models .* got DDPG"):
+        gradient_estimates(DDPG("MlpPolicy", "Pendulum-v1", device="cpu"), n_batches=4)
+    with pytest.raises(ValueError, match="n_batches must be >= 2"):
+        gradient_estimates(_new_model(continuous=False), n_batches=1)

@@ -1,5 +1,6 @@
 """Unbiasedness of every estimator against exact gradients, and the negative controls that must fail."""
 
+import numpy as np
 import pytest
 import torch
 from estimator_problems import (
@@ -274,3 +275,29 @@ def test_bad_inputs_get_clear_errors():
         REINFORCE("bernoulli", baseline="adaptive")
     with pytest.raises(ValueError, match="temperature"):
         REBAR("bernoulli", temperature=0.0)
+    with pytest.raises(ValueError, match=r"takes 3 inputs per sample, got x of shape \(8, 5\)"):
+        RELAX("categorical", num_inputs=3)(torch.zeros(8, 5), lambda b: b.sum(-1))
+    with pytest.raises(ValueError, match=r"takes 2 inputs per sample"):
+        LAX(num_inputs=2)((torch.zeros(8, 3), torch.zeros(8, 3)), lambda b: b.sum(-1))
+    with pytest.raises(ValueError, match="floating-point logits tensor.*dtype torch.int64"):
+        RELAX("bernoulli", num_inputs=3)(torch.zeros(2, 3, dtype=torch.long), lambda b: b.sum(-1))
+    with pytest.raises(ValueError, match="floating-point torch tensors.*got tuple of ndarray, ndarray"):
+        LAX(num_inputs=2)((np.zeros((2, 2)), np.zeros((2, 2))), lambda b: b.sum(-1))
+
+
+def test_f_with_one_value_per_bernoulli_gives_each_its_own_one_input_control_variate():
+    """f(b) of shape [..., n] makes every Bernoulli its own sample: c_φ then reads one relaxed input each."""
+    torch.manual_seed(0)
+    estimator = RELAX("bernoulli", num_inputs=1)
+    with torch.no_grad():
+        estimator.cv_net.scale.fill_(1.0)  # a non-zero c_φ, so the control variate takes part
+    n = 20000
+    logit = torch.tensor(0.3, requires_grad=True)
+    surrogate, hard = estimator(logit.expand(n, 5), lambda b: (b - 0.4) ** 2)
+    assert surrogate.shape == hard.shape == (n, 5)
+    per_sample = torch.stack([torch.autograd.grad(s, logit, retain_graph=True)[0] for s in surrogate[:, 0][:200]])
+    estimate = torch.autograd.grad(surrogate.mean() * 5, logit)[0] / 5  # one variable's gradient, averaged
+    p = torch.sigmoid(logit.detach())
+    exact = p * (1 - p) * (0.6**2 - 0.4**2)  # d/dlogit of E(b − 0.4)² = p·0.36 + (1 − p)·0.16
+    standard_error = per_sample.std() / (5 * n) ** 0.5
+    assert abs(float(estimate - exact)) < 4.5 * float(standard_error)
