@@ -34,6 +34,7 @@ from relax_rl.agents.policies import (
 )
 from relax_rl.agents.relaxations import DISCRETE_SPACES, ActionRelaxation
 from relax_rl.agents.update_logging import UpdateLogging
+from relax_rl.envs.registry import check_env_id
 from relax_rl.estimators import relax_surrogate
 from relax_rl.variance import ControlVariateCoefficient, check_finite
 
@@ -128,6 +129,8 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         device: torch.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        if isinstance(env, str):  # SB3 would gym.make it: an unknown id gets close ids suggested instead
+            check_env_id(env)
         if cv_loss_space not in ("params", "logits"):
             raise ValueError(f"cv_loss_space must be 'params' or 'logits', got {cv_loss_space!r}")
         if int(cv_update_interval) < 1:

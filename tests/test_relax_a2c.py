@@ -130,6 +130,8 @@ def test_bad_arguments_get_clear_errors():
     for bad in ("optimal", -0.5, float("nan"), float("inf"), None, True):
         with pytest.raises(ValueError, match="cv_coef must be a finite number >= 0 or 'auto'"):
             RelaxA2C("MlpPolicy", "CartPole-v1", cv_coef=bad)
+    with pytest.raises(ValueError, match="Unknown environment 'Cartpole-v1'. Did you mean: CartPole-v1"):
+        RelaxA2C("MlpPolicy", "Cartpole-v1")
 
 
 def test_cv_weight_decay_shrinks_phi_where_the_variance_objective_does_not_hold_it(tmp_path):
