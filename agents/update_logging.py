@@ -22,6 +22,8 @@ class UpdateLogging:
         if self._grad_mean is None or self._grad_mean.shape != flat.shape:
             self._grad_mean = flat.clone()
             return
+        if self._grad_mean.device != flat.device:  # saved on one device, loaded on another
+            self._grad_mean = self._grad_mean.to(flat.device)
         self._grad_variance = beta * self._grad_variance + (1 - beta) * float(((flat - self._grad_mean) ** 2).sum())
         self._grad_mean = beta * self._grad_mean + (1 - beta) * flat
 

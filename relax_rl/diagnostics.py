@@ -46,9 +46,11 @@ def gradient_estimates(
     Each batch is a fresh on-policy rollout of ``n_envs × n_steps`` transitions collected with the model's
     own environment and sampling (RELAX noise included). Returns ``{name: array [n_batches, *param.shape]}``
     for every policy parameter the estimate reaches (names as in ``model.policy.named_parameters()``).
-    No parameter of the model changes; its step counters, episode buffers, last observation and any
-    VecNormalize statistics are restored afterwards. ``reset_between_batches`` resets the envs before every
-    batch (fully independent batches of episode starts); by default trajectories continue, as in training.
+    No parameter of the model changes; its step counters, episode buffers and any VecNormalize statistics are
+    restored afterwards. The env itself has stepped on (a Monitor records the episodes played), and the model's
+    last observation and episode-start flags follow it, so that a later ``learn(..., reset_num_timesteps=False)``
+    continues from the env's actual state. ``reset_between_batches`` resets the envs before every batch (fully
+    independent batches of episode starts); by default trajectories continue, as in training.
     """
     return paired_gradient_estimates(model, n_batches, {"estimate": _default_estimator(model)}, seed=seed,
                                      reset_between_batches=reset_between_batches)["estimate"]
@@ -100,9 +102,9 @@ def paired_gradient_estimates(
              else [p for group in policy.optimizer.param_groups for p in group["params"]])
     names = {id(p): name for name, p in policy.named_parameters()}
     snapshot = [p.detach().clone() for p in policy.parameters()]
+    # (not _last_obs / _last_episode_starts: the env has moved on, and training must continue from where it is)
     saved = {key: copy.copy(getattr(model, key)) for key in
-             ("num_timesteps", "_last_obs", "_last_episode_starts", "ep_info_buffer", "ep_success_buffer",
-              "_episode_num")}
+             ("num_timesteps", "ep_info_buffer", "ep_success_buffer", "_episode_num")}
     normalizers = []
     wrapper = env
     while wrapper is not None:  # freeze VecNormalize statistics

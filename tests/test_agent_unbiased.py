@@ -184,3 +184,17 @@ def test_gradient_estimates_reject_what_they_cannot_measure():
         gradient_estimates(DDPG("MlpPolicy", "Pendulum-v1", device="cpu"), n_batches=4)
     with pytest.raises(ValueError, match="n_batches must be >= 2"):
         gradient_estimates(_new_model(continuous=False), n_batches=1)
+
+
+def test_gradient_estimates_leave_the_model_in_step_with_its_env():
+    """The env steps on during the measurement: the model's last observation must be the env's current one (so a
+    later learn(reset_num_timesteps=False) pairs each observation with its own state), and its counters unchanged."""
+    from relax_rl.envs import make_env
+
+    model = RelaxA2C("MlpPolicy", make_env("CartPole-v1", n_envs=2, seed=0), n_steps=5, seed=0, device="cpu")
+    model.learn(50)
+    steps, episodes = model.num_timesteps, model._episode_num
+    gradient_estimates(model, n_batches=3, seed=1)
+    state = np.array([env.unwrapped.state for env in model.get_env().envs], dtype=np.float32)
+    np.testing.assert_array_equal(model._last_obs, state)
+    assert (model.num_timesteps, model._episode_num) == (steps, episodes)

@@ -141,3 +141,15 @@ def test_cv_diagnostics_match_their_definitions():
     model._record_cv_diagnostics([0.25], advantages.flatten(), torch.zeros(40, 1))
     assert "train/cv_advantage_corr" not in model.logger.name_to_value
     assert model.logger.name_to_value["train/cv_advantage_residual_ratio"] == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_saved_on_the_cpu_trains_on_after_loading_on_a_gpu(tmp_path):
+    """Everything the model carries across save/load follows it to the new device (the running gradient
+    variance's mean included)."""
+    model = RelaxA2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=8, seed=0, device="cpu")
+    model.learn(64)
+    model.save(tmp_path / "cpu_model")
+    loaded = RelaxA2C.load(tmp_path / "cpu_model", env=make_vec_env("CartPole-v1", n_envs=2, seed=1), device="cuda")
+    loaded.learn(64, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 128 and np.isfinite(loaded.logger.name_to_value["train/grad_variance"])
