@@ -159,6 +159,15 @@ def _make_env(env_id: str, special: dict[str, Any], eval_env: bool, **kwargs: An
     return venv
 
 
+def _check_policy_fits(policy: str, env_id: str, observation_space: spaces.Space) -> None:
+    """CLIError when MultiInputPolicy meets a non-Dict observation space or another policy meets a Dict one."""
+    is_dict = isinstance(observation_space, spaces.Dict)
+    if (policy == "MultiInputPolicy") != is_dict:
+        use = "MultiInputPolicy" if is_dict else "MlpPolicy (or CnnPolicy for images)"
+        raise CLIError(f"{policy} does not fit the observation space {type(observation_space).__name__} of {env_id}: "
+                       f"use policy={use}")
+
+
 def _logger(tb_dir: Path | None, verbose: int) -> Logger:
     formats: list[KVWriter] = [HumanOutputFormat(sys.stdout)] if verbose >= 1 else []
     if tb_dir is not None:
@@ -226,6 +235,7 @@ def train(args: argparse.Namespace | Sequence[str] | None = None, callbacks: Seq
     space = eval_env.action_space
     try:
         check_action_space(run.algo, run.env_id, space)
+        _check_policy_fits(policy, run.env_id, eval_env.observation_space)
     except CLIError:
         eval_env.close()
         raise

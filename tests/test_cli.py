@@ -305,6 +305,7 @@ def test_algorithm_registry_imports_on_use(monkeypatch):
         (["--hyperparams", "normalize=dict(foo=1)"], "normalize: VecNormalize takes no argument 'foo'"),
         (["--hyperparams", "env_kwargs=abc"], "env_kwargs must be a mapping"),
         (["--seed", "-1"], "--seed must be in [0, "),
+        (["--hyperparams", "policy=MultiInputPolicy"], "MultiInputPolicy does not fit the observation space Box"),
         (["--log-folder", "afile"], "--log-folder 'afile': cannot make that folder"),
     ],
 )
