@@ -4,7 +4,7 @@ from deep inside SB3 or torch once training has started.
 
 - Arguments annotated ``int`` take an int, or a float with an integral value (``buffer_size=1e5`` is 100000);
   those in :data:`POSITIVE_INT_KEYS` must be at least 1.
-- Arguments annotated ``float`` (or ``float | None``) take a number (or None).
+- Arguments annotated ``float`` (or ``float | None``) take a number (or None), and ``bool`` ones True or False.
 - ``cv_net_arch`` and ``policy_kwargs``' ``net_arch`` take lists of positive ints (``net_arch`` also a mapping of
   such lists, e.g. ``dict(pi=[64], vf=[64])``); ``policy_kwargs`` keys must be arguments of the policy class,
   and ``normalize`` mapping keys arguments of SB3's ``VecNormalize``.
@@ -65,6 +65,10 @@ def check_value_types(hyperparams: Mapping[str, Any], algo_class: type) -> dict[
             if not _is_number(value):
                 also = " or None" if kind == "float|None" else ""
                 raise HyperparameterError(f"{key} must be a number{also}, got {value!r}")
+        elif kind in ("bool", "bool|None") and not (value is None and kind == "bool|None"):
+            if not isinstance(value, bool):
+                also = " or None" if kind == "bool|None" else ""
+                raise HyperparameterError(f"{key} must be True or False{also}, got {value!r}")
         elif key == "cv_net_arch" and value is not None:
             _layer_sizes(key, value)
         out[key] = value

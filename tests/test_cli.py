@@ -296,6 +296,7 @@ def test_algorithm_registry_imports_on_use(monkeypatch):
         (["--hyperparams", "n_steps=8.5"], "n_steps must be an integer, got 8.5"),
         (["--hyperparams", "n_steps=0"], "n_steps must be a positive integer, got 0"),
         (["--hyperparams", "gamma=abc"], "gamma must be a number, got 'abc'"),
+        (["--hyperparams", "use_rms_prop=yes"], "use_rms_prop must be True or False, got 'yes'"),
         (["--hyperparams", "cv_update_interval=None"], "cv_update_interval must be an integer, got None"),
         (["--hyperparams", "cv_net_arch=64"], "cv_net_arch must be a list of positive layer sizes"),
         (["--hyperparams", "policy_kwargs=dict(net_arch=[-1])"], "net_arch must be a list of positive layer sizes"),
