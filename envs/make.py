@@ -38,7 +38,7 @@ _NORMALIZE_DEFAULTS: dict[str, Any] = {"norm_obs": True, "norm_reward": False}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
 
 
@@ -103,9 +103,9 @@ def make_env(
     if not isinstance(env_id, str):
         raise ValueError(f"env_id must be a gymnasium id string such as 'CartPole-v1', got {env_id!r}.")
     _check_int("n_envs", n_envs, 1)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}.")
-    seed = None if seed is None else int(seed)  # (gymnasium takes Python ints only)
+    if seed is not None:
+        _check_int("seed", seed, 0)
+        seed = int(seed)  # (gymnasium takes Python ints only)
     if vec_env not in VEC_ENV_CLASSES:
         raise ValueError(f"vec_env must be one of {', '.join(map(repr, VEC_ENV_CLASSES))}; got {vec_env!r}.")
     if frame_stack is not None:

@@ -291,7 +291,7 @@ def test_other_argument_errors():
         make_env("CartPole-v1", wrapper_kwargs={"clip_reward": False})
     with pytest.raises(ValueError, match="env_id must be a gymnasium id string"):
         make_env(5)
-    with pytest.raises(ValueError, match="seed must be None or an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
         make_env("CartPole-v1", seed=-1)
     make_env("CartPole-v1", seed=np.int64(3)).close()  # numpy integers are seeds too
 
