@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from relax_rl import samplers
 from relax_rl.control_variates import ControlVariateMLP
+from relax_rl.families import BernoulliFamily, CategoricalFamily, Noise, make_family
 
 __all__ = [
     "relax_surrogate",
@@ -48,7 +48,6 @@ __all__ = [
     "LAX",
 ]
 
-Noise = tuple[torch.Tensor, torch.Tensor]
 BlackBox = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -109,80 +108,6 @@ def _check_cv_output(c: torch.Tensor, shape: torch.Size, name: str) -> torch.Ten
     return c
 
 
-class BernoulliFamily:
-    """Independent Bernoulli variables; the last dimension of the logits indexes them."""
-
-    name = "bernoulli"
-
-    def draw_noise(self, logits: torch.Tensor) -> Noise:
-        u = samplers.uniform_noise(logits.shape, dtype=logits.dtype, device=logits.device)
-        v = samplers.uniform_noise(logits.shape, dtype=logits.dtype, device=logits.device)
-        return u, v
-
-    def sample(self, logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return samplers.bernoulli_sample(logits, u)
-
-    def conditional(self, logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return samplers.bernoulli_conditional(logits, b, v)
-
-    def common_noise(self, logits: torch.Tensor, u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return samplers.bernoulli_common_noise(logits, u, b)
-
-    def log_prob(self, logits: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return samplers.bernoulli_log_prob(logits, b)
-
-    def hard(self, b: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """The sample handed to f: float 0/1, shaped like the logits."""
-        return b
-
-    def relax(self, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-        """σ(z/λ): the continuous relaxation of H(z)."""
-        return torch.sigmoid(z / temperature)
-
-    def network_input(self, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-        """2σ(z/λ) − 1 ∈ (−1, 1): centred input for r_φ (the RELAX toy network's)."""
-        return 2 * torch.sigmoid(z / temperature) - 1
-
-
-class CategoricalFamily:
-    """One categorical variable per ``logits[..., :]``; f receives one-hot samples ``[..., K]``."""
-
-    name = "categorical"
-
-    def draw_noise(self, logits: torch.Tensor) -> Noise:
-        return BernoulliFamily.draw_noise(self, logits)  # type: ignore[arg-type]
-
-    def sample(self, logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return samplers.categorical_sample(logits, u)
-
-    def conditional(self, logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return samplers.categorical_conditional(logits, b, v)
-
-    def common_noise(self, logits: torch.Tensor, u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return samplers.categorical_common_noise(logits, u, b)
-
-    def log_prob(self, logits: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return samplers.categorical_log_prob(logits, b)
-
-    def hard(self, b: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        return nn.functional.one_hot(b, logits.shape[-1]).to(logits.dtype)
-
-    def relax(self, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-        """softmax(z/λ): the Concrete relaxation of the one-hot sample."""
-        return torch.softmax(z / temperature, dim=-1)
-
-    network_input = relax
-
-
-_FAMILIES = {"bernoulli": BernoulliFamily, "categorical": CategoricalFamily}
-
-
-def _make_family(distribution: str) -> BernoulliFamily | CategoricalFamily:
-    if distribution not in _FAMILIES:
-        raise ValueError(f"unknown distribution {distribution!r}; supported: {sorted(_FAMILIES)}")
-    return _FAMILIES[distribution]()
-
-
 class _DiscreteEstimator(nn.Module):
     """Shared sampling and bookkeeping for the discrete estimators.
 
@@ -195,7 +120,7 @@ class _DiscreteEstimator(nn.Module):
     def __init__(self, distribution: str = "bernoulli", common_random_numbers: bool = False) -> None:
         super().__init__()
         self.distribution = distribution
-        self.family = _make_family(distribution)
+        self.family = make_family(distribution)
         self.common_random_numbers = bool(common_random_numbers)
 
     def _check_params(self, logits: torch.Tensor) -> None:

@@ -1,0 +1,93 @@
+"""The discrete distributions the estimators of :mod:`relax_rl.estimators` work with (DESIGN §3, Bernoulli and
+Categorical).
+
+A family bundles, for one distribution over b given logits: the reparameterized z(θ, u) with b = H(z), the
+conditional z̃ ~ p(z | b) from fresh noise v, the common-random-numbers z̃ that reuses u, log p_θ(b), the 0/1 or
+one-hot sample handed to f, and the relaxation σ_λ(z) the control variate sees. The math lives in
+:mod:`relax_rl.samplers`; a family only routes to it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from relax_rl import samplers
+
+__all__ = ["BernoulliFamily", "CategoricalFamily", "Noise", "make_family"]
+
+Noise = tuple[torch.Tensor, torch.Tensor]
+
+
+class BernoulliFamily:
+    """Independent Bernoulli variables; the last dimension of the logits indexes them."""
+
+    name = "bernoulli"
+
+    def draw_noise(self, logits: torch.Tensor) -> Noise:
+        u = samplers.uniform_noise(logits.shape, dtype=logits.dtype, device=logits.device)
+        v = samplers.uniform_noise(logits.shape, dtype=logits.dtype, device=logits.device)
+        return u, v
+
+    def sample(self, logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return samplers.bernoulli_sample(logits, u)
+
+    def conditional(self, logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return samplers.bernoulli_conditional(logits, b, v)
+
+    def common_noise(self, logits: torch.Tensor, u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return samplers.bernoulli_common_noise(logits, u, b)
+
+    def log_prob(self, logits: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return samplers.bernoulli_log_prob(logits, b)
+
+    def hard(self, b: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The sample handed to f: float 0/1, shaped like the logits."""
+        return b
+
+    def relax(self, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        """σ(z/λ): the continuous relaxation of H(z)."""
+        return torch.sigmoid(z / temperature)
+
+    def network_input(self, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        """2σ(z/λ) − 1 ∈ (−1, 1): centred input for r_φ (the RELAX toy network's)."""
+        return 2 * torch.sigmoid(z / temperature) - 1
+
+
+class CategoricalFamily:
+    """One categorical variable per ``logits[..., :]``; f receives one-hot samples ``[..., K]``."""
+
+    name = "categorical"
+
+    def draw_noise(self, logits: torch.Tensor) -> Noise:
+        return BernoulliFamily.draw_noise(self, logits)  # type: ignore[arg-type]
+
+    def sample(self, logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return samplers.categorical_sample(logits, u)
+
+    def conditional(self, logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return samplers.categorical_conditional(logits, b, v)
+
+    def common_noise(self, logits: torch.Tensor, u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return samplers.categorical_common_noise(logits, u, b)
+
+    def log_prob(self, logits: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return samplers.categorical_log_prob(logits, b)
+
+    def hard(self, b: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(b, logits.shape[-1]).to(logits.dtype)
+
+    def relax(self, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        """softmax(z/λ): the Concrete relaxation of the one-hot sample."""
+        return torch.softmax(z / temperature, dim=-1)
+
+    network_input = relax
+
+
+FAMILIES = {"bernoulli": BernoulliFamily, "categorical": CategoricalFamily}
+
+
+def make_family(distribution: str) -> BernoulliFamily | CategoricalFamily:
+    if distribution not in FAMILIES:
+        raise ValueError(f"unknown distribution {distribution!r}; supported: {sorted(FAMILIES)}")
+    return FAMILIES[distribution]()
