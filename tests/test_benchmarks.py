@@ -234,6 +234,7 @@ def test_tuning_summary_and_ranking():
     assert summary["episodes"] == [100, None, None] and summary["solved"] == 1
     assert summary["median"] is None  # two of three never solve: the median over all seeds is never
     assert summary["final_return"] == pytest.approx((200 + 100 + 300) / 3)
+    assert summary["best_window_returns"] == [200.0, 100.0, None]  # seed order; seed 2 never filled a window
 
     def point(solved, median, final_return=0.0):
         return {"solved": solved, "median": median, "final_return": final_return}
@@ -243,6 +244,16 @@ def test_tuning_summary_and_ranking():
               "never, far": point(0, None, 20.0)}
     ranked = sorted(points, key=lambda p: tune.rank_key(points[p]))
     assert ranked == ["fast, always", "slow, always", "two of three", "fast but flaky", "never, close", "never, far"]
+
+
+def test_best_window_mean_is_the_highest_mean_of_any_100_consecutive_episodes():
+    rng = np.random.default_rng(0)
+    returns = list(rng.normal(0.0, 50.0, size=400))
+    returns[150:250] = [120.0] * 100  # a plateau that a collapse follows, as on LunarLander
+    brute_force = max(np.mean(returns[i:i + 100]) for i in range(len(returns) - 99))
+    assert tune.best_window_mean(returns) == pytest.approx(brute_force)
+    assert tune.best_window_mean(returns) > np.mean(returns[-100:])
+    assert tune.best_window_mean(returns[:99]) is None
 
 
 def test_tuning_runs_the_same_grid_and_seeds_for_every_algo(tmp_path, capsys):
