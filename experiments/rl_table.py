@@ -85,6 +85,14 @@ def episodes_to_threshold(returns: list[float] | np.ndarray, threshold: float, w
     return int(hits[0] + window) if hits.size else None
 
 
+def best_window_mean(returns: list[float] | np.ndarray, window: int = WINDOW) -> float | None:
+    """The highest mean return over any ``window`` consecutive episodes (None for a run with fewer): how close a run
+    came to the threshold, shown beside the score (it does not rank)."""
+    if len(returns) < window:
+        return None
+    return float(np.convolve(np.asarray(returns, dtype=float), np.ones(window) / window, mode="valid").max())
+
+
 class EpisodeRecorder(BaseCallback):
     """Records every completed training episode (return, timestep) from the Monitor infos and stops training
     once the 100-episode mean has reached the highest threshold."""
@@ -171,8 +179,7 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def _median_best_window_mean(records: list[dict]) -> float | None:
-    return _median([float(np.convolve(r["returns"], np.ones(WINDOW) / WINDOW, mode="valid").max())
-                    if len(r.get("returns", ())) >= WINDOW else None for r in records])
+    return _median([best_window_mean(r.get("returns", ())) for r in records])
 
 
 def _fmt(x: float | None, digits: int = 0) -> str:

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rl_table import ARMS, ENVS, WINDOW, Job, episodes_to_threshold, run_jobs  # noqa: E402
+from rl_table import ARMS, ENVS, WINDOW, Job, best_window_mean, episodes_to_threshold, run_jobs  # noqa: E402
 
 from relax_rl.cli import get_algo_class, timesteps_type  # noqa: E402
 from relax_rl.runs import command_line  # noqa: E402
@@ -86,15 +86,6 @@ def summarize(records: list[dict], threshold: float) -> dict:
             "median": None if math.isinf(median) else median,
             "final_return": final_return,
             "best_window_returns": [best_window_mean(r["returns"]) for r in records]}
-
-
-def best_window_mean(returns: list[float]) -> float | None:
-    """The highest mean return over any WINDOW consecutive episodes (None for a run with fewer): how close a run
-    came to the threshold, shown beside the score (it does not rank)."""
-    if len(returns) < WINDOW:
-        return None
-    window_sums = np.convolve(np.asarray(returns, dtype=float), np.ones(WINDOW), mode="valid")
-    return float(window_sums.max() / WINDOW)
 
 
 def write_markdown(report: dict, path: str) -> None:

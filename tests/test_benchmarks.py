@@ -251,9 +251,9 @@ def test_best_window_mean_is_the_highest_mean_of_any_100_consecutive_episodes():
     returns = list(rng.normal(0.0, 50.0, size=400))
     returns[150:250] = [120.0] * 100  # a plateau that a collapse follows, as on LunarLander
     brute_force = max(np.mean(returns[i:i + 100]) for i in range(len(returns) - 99))
-    assert tune.best_window_mean(returns) == pytest.approx(brute_force)
-    assert tune.best_window_mean(returns) > np.mean(returns[-100:])
-    assert tune.best_window_mean(returns[:99]) is None
+    assert rl_table.best_window_mean(returns) == pytest.approx(brute_force)
+    assert rl_table.best_window_mean(returns) > np.mean(returns[-100:])
+    assert rl_table.best_window_mean(returns[:99]) is None
 
 
 def test_tuning_runs_the_same_grid_and_seeds_for_every_algo(tmp_path, capsys):
@@ -338,3 +338,39 @@ def test_ideal_baseline_needs_a_settable_state_and_discrete_actions(tmp_path):
     with pytest.raises(ValueError, match="--ideal-baseline needs a classic-control env with discrete actions"):
         variance.main(["--envs", "Pendulum-v1", "--budget", "80", "--batches", "2", "--every", "1",
                        "--ideal-baseline", "2", "--out", str(tmp_path)])
+
+
+episode_stats = _load("episode_stats")
+
+
+def _write_run(folder, seed, returns, lengths, arm="a2c"):
+    """A run file as rl_table.py writes it, for a single env: each episode ends when its own length has passed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"arm": arm, "seed": seed, "overrides": [], "returns": returns,
+              "episode_timesteps": np.cumsum(lengths).tolist()}
+    (folder / f"run{seed}.json").write_text(json.dumps(record))
+
+
+def test_episode_stats_of_a_run_that_peaks_then_collapses_into_long_episodes(tmp_path):
+    # 300 episodes: 100 short crashes (-100, 80 steps), 100 landings (+150, 250 steps), 100 hovers (-120, 1000 steps)
+    returns = [-100.0] * 100 + [150.0] * 100 + [-120.0] * 100
+    lengths = [80] * 100 + [250] * 100 + [1000] * 100
+    stats = episode_stats.run_stats({"returns": returns, "episode_timesteps": np.cumsum(lengths).tolist()})
+    assert stats["episodes"] == 300
+    assert stats["best_window_mean"] == pytest.approx(150.0) and stats["best_window_end"] == 200
+    assert stats["last_window_mean"] == pytest.approx(-120.0)
+    assert stats["first_length"] == pytest.approx(80.0) and stats["last_length"] == pytest.approx(1000.0)
+    short = episode_stats.run_stats({"returns": returns[:100], "episode_timesteps": lengths[:100]})
+    assert short["last_length"] is None  # a run of exactly one window has no separate last window
+
+    _write_run(tmp_path / "tuning" / "runs", 0, returns, lengths)
+    _write_run(tmp_path / "tuning" / "runs", 1, [0.0] * 150, [200] * 150)
+    _write_run(tmp_path / "table" / "runs", 0, [0.0] * 150, [200] * 150)
+    out = tmp_path / "stats.md"
+    rows = episode_stats.main([str(tmp_path / "*" / "runs" / "*.json"), "--out", str(out)])
+    assert sorted((name, seed) for name, seed, _ in rows) == [("table: a2c", 0), ("tuning: a2c", 0),
+                                                              ("tuning: a2c", 1)]
+    text = out.read_text()
+    assert "| tuning: a2c | 2 | 75 | -60 | 140 | 600 |" in text  # medians of (150, 0), (-120, 0), (80, 200), ...
+    with pytest.raises(SystemExit):
+        episode_stats.main([str(tmp_path / "nothing_*.json"), "--out", str(out)])
