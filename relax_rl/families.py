@@ -19,27 +19,27 @@ __all__ = ["BernoulliFamily", "CategoricalFamily", "Noise", "make_family"]
 Noise = tuple[torch.Tensor, torch.Tensor]
 
 
-class BernoulliFamily:
-    """Independent Bernoulli variables; the last dimension of the logits indexes them."""
+class _Family:
+    """What both families share: the two independent U(0, 1) noise tensors u (for z) and v (for z̃), shaped like
+    the logits. A family's ``sample``, ``conditional``, ``common_noise`` and ``log_prob`` are the functions of
+    :mod:`relax_rl.samplers` for its distribution."""
 
-    name = "bernoulli"
+    name: str
 
     def draw_noise(self, logits: torch.Tensor) -> Noise:
         u = samplers.uniform_noise(logits.shape, dtype=logits.dtype, device=logits.device)
         v = samplers.uniform_noise(logits.shape, dtype=logits.dtype, device=logits.device)
         return u, v
 
-    def sample(self, logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return samplers.bernoulli_sample(logits, u)
 
-    def conditional(self, logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return samplers.bernoulli_conditional(logits, b, v)
+class BernoulliFamily(_Family):
+    """Independent Bernoulli variables; the last dimension of the logits indexes them."""
 
-    def common_noise(self, logits: torch.Tensor, u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return samplers.bernoulli_common_noise(logits, u, b)
-
-    def log_prob(self, logits: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return samplers.bernoulli_log_prob(logits, b)
+    name = "bernoulli"
+    sample = staticmethod(samplers.bernoulli_sample)
+    conditional = staticmethod(samplers.bernoulli_conditional)
+    common_noise = staticmethod(samplers.bernoulli_common_noise)
+    log_prob = staticmethod(samplers.bernoulli_log_prob)
 
     def hard(self, b: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The sample handed to f: float 0/1, shaped like the logits."""
@@ -54,27 +54,17 @@ class BernoulliFamily:
         return 2 * torch.sigmoid(z / temperature) - 1
 
 
-class CategoricalFamily:
+class CategoricalFamily(_Family):
     """One categorical variable per ``logits[..., :]``; f receives one-hot samples ``[..., K]``."""
 
     name = "categorical"
-
-    def draw_noise(self, logits: torch.Tensor) -> Noise:
-        return BernoulliFamily.draw_noise(self, logits)  # type: ignore[arg-type]
-
-    def sample(self, logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return samplers.categorical_sample(logits, u)
-
-    def conditional(self, logits: torch.Tensor, b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return samplers.categorical_conditional(logits, b, v)
-
-    def common_noise(self, logits: torch.Tensor, u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return samplers.categorical_common_noise(logits, u, b)
-
-    def log_prob(self, logits: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return samplers.categorical_log_prob(logits, b)
+    sample = staticmethod(samplers.categorical_sample)
+    conditional = staticmethod(samplers.categorical_conditional)
+    common_noise = staticmethod(samplers.categorical_common_noise)
+    log_prob = staticmethod(samplers.categorical_log_prob)
 
     def hard(self, b: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The sample handed to f: one-hot ``[..., K]`` in the logits' dtype."""
         return nn.functional.one_hot(b, logits.shape[-1]).to(logits.dtype)
 
     def relax(self, z: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
