@@ -1,10 +1,10 @@
 """RL-Zoo-like training CLI: ``python train.py --algo relax-a2c --env CartPole-v1``.
 
-Hyperparameters come from the packaged ``relax_rl/configs/<algo>.yml`` (env id -> entry), then ``--config FILE``,
-then ``--hyperparams k=v ...``. Each run writes ``<log-folder>/<algo>/<env>_<n>/``: ``config.yml``, the training
-envs' Monitor CSVs, ``evaluations.npz`` and ``best_model.zip`` (EvalCallback), ``checkpoints/``, the final model
-``<env>.zip`` and ``vecnormalize.pkl`` when normalizing (:mod:`relax_rl.runs` prepares runs and handles these
-files). ``--resume RUN_DIR`` continues a run in place.
+Hyperparameters come from the packaged ``configs/<algo>.yml`` (installed as ``relax_rl.configs``; env id ->
+entry), then ``--config FILE``, then ``--hyperparams k=v ...``. Each run writes ``<log-folder>/<algo>/<env>_<n>/``:
+``config.yml``, the training envs' Monitor CSVs, ``evaluations.npz`` and ``best_model.zip`` (EvalCallback),
+``checkpoints/``, the final model ``<env>.zip`` and ``vecnormalize.pkl`` when normalizing (:mod:`relax_rl.runs`
+prepares runs and handles these files). ``--resume RUN_DIR`` continues a run in place.
 User errors end as one ``error: ...`` line on stderr and exit status 2.
 """
 
@@ -109,7 +109,7 @@ def positive_int_type(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``train.py`` / ``relax-rl-train``."""
     parser = argparse.ArgumentParser(
-        description="Train an agent with tuned hyperparameters (relax_rl/configs/<algo>.yml, RL-Zoo format).",
+        description="Train an agent with tuned hyperparameters (configs/<algo>.yml, RL-Zoo format).",
         epilog="example: python train.py --algo relax-a2c --env CartPole-v1 --hyperparams n_envs=4 n_steps=8",
     )
     add = parser.add_argument

@@ -183,7 +183,7 @@ def _read_yaml(path: str | os.PathLike, text: str | None = None) -> Any:
 
 
 def packaged_config_algos() -> list[str]:
-    """Algorithms that have a packaged ``relax_rl/configs/<algo>.yml``."""
+    """Algorithms that have a packaged ``configs/<algo>.yml``."""
     return sorted(p.name[:-4] for p in resources.files("relax_rl.configs").iterdir() if p.name.endswith(".yml"))
 
 
@@ -192,12 +192,12 @@ def load_packaged_config(algo: str) -> dict[str, dict[str, Any]]:
     resource = resources.files("relax_rl.configs") / f"{algo}.yml"
     if not resource.is_file():
         raise HyperparameterError(
-            f"no packaged config for {algo} (relax_rl/configs/{algo}.yml); "
+            f"no packaged config for {algo} (configs/{algo}.yml); "
             f"packaged: {', '.join(packaged_config_algos())}"
         )
-    data = _read_yaml(f"relax_rl/configs/{algo}.yml", resource.read_text())
+    data = _read_yaml(f"configs/{algo}.yml", resource.read_text())
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise HyperparameterError(f"relax_rl/configs/{algo}.yml must map env ids to mappings of hyperparameters")
+        raise HyperparameterError(f"configs/{algo}.yml must map env ids to mappings of hyperparameters")
     return data
 
 
@@ -282,7 +282,7 @@ def resolve_hyperparams(
     :return: (hyperparams, sources: where each layer came from, for the run's config.yml).
     :raises HyperparameterError: no entry for the env (and no --config), or an invalid layer (named in the message).
     """
-    source_file = f"relax_rl/configs/{algo}.yml"
+    source_file = f"configs/{algo}.yml"
     packaged = load_packaged_config(algo)
     entry = lookup_entry(packaged, env_id, atari)
     if entry is None and not config_file:
