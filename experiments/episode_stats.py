@@ -48,10 +48,10 @@ def run_stats(record: dict, window: int = WINDOW) -> dict:
 
 
 def group_name(record: dict, path: str) -> str:
-    """``<table>: <arm> <overrides>``, the table being the folder that holds ``runs/`` (the tuning search's seeds
-    are not the table's, so the two never share a group)."""
+    """``<table>, <env id>: <arm> <overrides>``, the table being the folder that holds ``runs/`` (the tuning
+    search's seeds are not the table's, so the two never share a group)."""
     table = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(path))))
-    return f"{table}: " + " ".join([record["arm"], *record.get("overrides", [])])
+    return f"{table}, {record['env_id']}: " + " ".join([record["arm"], *record.get("overrides", [])])
 
 
 def _fmt(x: float | None) -> str:
@@ -62,7 +62,8 @@ def write_markdown(rows: list[tuple[str, int, dict]], path: str, command: str) -
     lines = ["# Episode statistics per run", "", f"Command: `{command}`", "",
              f"Best / last: mean return of the best and of the last {WINDOW} consecutive episodes. Length: steps per "
              f"completed episode (all envs together) over the first and the last {WINDOW} episodes. Medians over "
-             "each group's seeds follow the runs.", "",
+             f"each group's seeds follow the runs (a run with fewer than {WINDOW} episodes, or for the last length "
+             f"{WINDOW + 1}, counts in `runs` but not in the medians).", "",
              "| run | seed | episodes | best | best ends at episode | last | length, first | length, last |",
              "|---|---|---|---|---|---|---|---|"]
     groups: dict[str, list[dict]] = defaultdict(list)

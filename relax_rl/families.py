@@ -2,7 +2,7 @@
 Categorical).
 
 A family bundles, for one distribution over b given logits: the reparameterized z(θ, u) with b = H(z), the
-conditional z̃ ~ p(z | b) from fresh noise v, the common-random-numbers z̃ that reuses u, log p_θ(b), the 0/1 or
+conditional z̃ ~ p(z | b) from noise v, the v that reuses u (common random numbers), log p_θ(b), the 0/1 or
 one-hot sample handed to f, and the relaxation σ_λ(z) the control variate sees. The math lives in
 :mod:`relax_rl.samplers`; a family only routes to it.
 """

@@ -346,31 +346,39 @@ episode_stats = _load("episode_stats")
 def _write_run(folder, seed, returns, lengths, arm="a2c"):
     """A run file as rl_table.py writes it, for a single env: each episode ends when its own length has passed."""
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"arm": arm, "seed": seed, "overrides": [], "returns": returns,
+    record = {"env_id": "CartPole-v1", "arm": arm, "seed": seed, "overrides": [], "returns": returns,
               "episode_timesteps": np.cumsum(lengths).tolist()}
     (folder / f"run{seed}.json").write_text(json.dumps(record))
 
 
 def test_episode_stats_of_a_run_that_peaks_then_collapses_into_long_episodes(tmp_path):
-    # 300 episodes: 100 short crashes (-100, 80 steps), 100 landings (+150, 250 steps), 100 hovers (-120, 1000 steps)
+    # 300 episodes: 100 short crashes (-100, 30-129 steps), 100 landings (+150, 250), 100 hovers (-120, 951-1050)
     returns = [-100.0] * 100 + [150.0] * 100 + [-120.0] * 100
-    lengths = [80] * 100 + [250] * 100 + [1000] * 100
+    lengths = list(range(30, 130)) + [250] * 100 + list(range(951, 1051))
     stats = episode_stats.run_stats({"returns": returns, "episode_timesteps": np.cumsum(lengths).tolist()})
     assert stats["episodes"] == 300
     assert stats["best_window_mean"] == pytest.approx(150.0) and stats["best_window_end"] == 200
     assert stats["last_window_mean"] == pytest.approx(-120.0)
-    assert stats["first_length"] == pytest.approx(80.0) and stats["last_length"] == pytest.approx(1000.0)
-    short = episode_stats.run_stats({"returns": returns[:100], "episode_timesteps": lengths[:100]})
+    assert stats["first_length"] == pytest.approx(79.5) and stats["last_length"] == pytest.approx(1000.5)
+    short = episode_stats.run_stats({"returns": returns[:100], "episode_timesteps": np.cumsum(lengths[:100]).tolist()})
+    assert short["first_length"] == pytest.approx(79.5) and short["last_window_mean"] == short["best_window_mean"]
     assert short["last_length"] is None  # a run of exactly one window has no separate last window
+
+    # 4 parallel envs, episodes of 10 steps each ending together: the global timestep advances 4 per step
+    n_envs, length = 4, 10
+    ends = np.repeat(np.arange(1, 51) * n_envs * length, n_envs).tolist()
+    parallel = episode_stats.run_stats({"returns": [0.0] * 200, "episode_timesteps": ends})
+    assert parallel["first_length"] == pytest.approx(length) and parallel["last_length"] == pytest.approx(length)
 
     _write_run(tmp_path / "tuning" / "runs", 0, returns, lengths)
     _write_run(tmp_path / "tuning" / "runs", 1, [0.0] * 150, [200] * 150)
     _write_run(tmp_path / "table" / "runs", 0, [0.0] * 150, [200] * 150)
     out = tmp_path / "stats.md"
     rows = episode_stats.main([str(tmp_path / "*" / "runs" / "*.json"), "--out", str(out)])
-    assert sorted((name, seed) for name, seed, _ in rows) == [("table: a2c", 0), ("tuning: a2c", 0),
-                                                              ("tuning: a2c", 1)]
+    assert sorted((name, seed) for name, seed, _ in rows) == [
+        ("table, CartPole-v1: a2c", 0), ("tuning, CartPole-v1: a2c", 0), ("tuning, CartPole-v1: a2c", 1)]
     text = out.read_text()
-    assert "| tuning: a2c | 2 | 75 | -60 | 140 | 600 |" in text  # medians of (150, 0), (-120, 0), (80, 200), ...
+    # medians of the two tuning runs: best (150, 0), last (-120, 0), first length (79.5, 200), last (1000.5, 200)
+    assert "| tuning, CartPole-v1: a2c | 2 | 75 | -60 | 140 | 600 |" in text
     with pytest.raises(SystemExit):
         episode_stats.main([str(tmp_path / "nothing_*.json"), "--out", str(out)])
