@@ -8,9 +8,10 @@ the last 100 completed episodes first reaches the threshold; a run that never ge
     python experiments/rl_table.py --envs CartPole-v1 --out results/rl_table       # 10 seeds x 4 arms
     python experiments/rl_table.py --quick --out /tmp/rl_table_quick                # smoke run, ~1 min
 
-The ĉ-off arm is skipped where relax-a2c's settings are a2c's (at present LunarLander): its runs would repeat
-a2c's bit for bit. Seeds run in parallel processes (``--workers``); each finished run is written to
-``<out>/runs/`` at once, so an interrupted table picks up where it stopped when the same command is run again.
+The ĉ-off arm is skipped where relax-a2c's settings are a2c's (on none of the three envs today: each algorithm
+carries its own tuned entry there), since its runs would repeat a2c's bit for bit. Seeds run in parallel processes
+(``--workers``); each finished run is written to ``<out>/runs/`` at once, so an interrupted table picks up where it
+stopped when the same command is run again.
 Writes ``<out>/rl_table.json``, ``<out>/rl_table.md`` and one learning-curve PNG per environment.
 """
 
@@ -296,7 +297,8 @@ def run_jobs(jobs: list[Job], runs_dir: str, workers: int) -> dict[Job, dict]:
             if record.get("budget") == job.budget:
                 records[job] = record
     todo = [job for job in jobs if job not in records]
-    print(f"{len(jobs)} runs: {len(records)} already done, {len(todo)} to go ({workers} workers)", flush=True)
+    plural = "" if workers == 1 else "s"
+    print(f"{len(jobs)} runs: {len(records)} already done, {len(todo)} to go ({workers} worker{plural})", flush=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as log_folder, ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(run_job, job, log_folder): job for job in todo}

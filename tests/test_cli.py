@@ -200,7 +200,8 @@ def test_config_file_then_hyperparams_precedence(tmp_path):
 
 # keys where relax-a2c and a2c carry different values: each algorithm's pick in the equal-budget search
 # (results/tuning/tuning_<env>.md)
-TUNED_APART = {"CartPole-v1": ("learning_rate",), "InvertedPendulum-v5": ("n_envs", "learning_rate")}
+TUNED_APART = {"CartPole-v1": ("learning_rate",), "LunarLander-v3": ("learning_rate",),
+               "InvertedPendulum-v5": ("n_envs", "learning_rate")}
 
 
 @pytest.mark.parametrize("algo", PACKAGED)
@@ -236,7 +237,8 @@ def test_packaged_configs_are_valid(algo):
 
 
 TUNING_DIR = Path(__file__).parents[1] / "results" / "tuning"
-TUNED_ENVS = ["CartPole-v1", "InvertedPendulum-v5"]  # the envs with a committed experiments/tune.py report
+# the envs with a committed experiments/tune.py report
+TUNED_ENVS = ["CartPole-v1", "LunarLander-v3", "InvertedPendulum-v5"]
 
 
 def test_every_committed_tuning_report_is_checked():
