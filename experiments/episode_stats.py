@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, int, dict]]:
     args = parser.parse_args(argv)
     paths = set()
     for pattern in args.patterns:
-        matched = glob.glob(pattern)
+        matched = [m for m in glob.glob(pattern) if m.endswith(".json")]  # not a run's claim while it trains
         if not matched:
             parser.error(f"no run file matches {pattern!r}")
         paths.update(matched)

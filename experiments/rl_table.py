@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from collections import deque
@@ -31,6 +32,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from relax_rl.cli import positive_int_type, timesteps_type
 from relax_rl.runs import command_line
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run_records import claim, read_record, release, write_record  # noqa: E402
 
 WINDOW = 100
 
@@ -285,32 +289,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_unclaimed_job(job: Job, log_folder: str, runs_dir: str) -> tuple[dict | None, int | None]:
+    """Train ``job`` and write its record, unless a live process of another invocation has claimed it: then
+    (None, that pid). A run that another invocation finished after this one listed its jobs is read, not trained
+    again."""
+    holder = claim(runs_dir, job.key)
+    if holder is not None:
+        return None, holder
+    try:
+        record = read_record(runs_dir, job.key, job.budget)
+        if record is None:
+            record = run_job(job, log_folder)
+            write_record(runs_dir, job.key, record)
+        return record, None
+    finally:
+        release(runs_dir, job.key)
+
+
 def run_jobs(jobs: list[Job], runs_dir: str, workers: int) -> dict[Job, dict]:
     """Every job's record: read from ``runs_dir/<key>.json`` when a run with the same budget is there (resume),
-    else trained in a pool of ``workers`` processes and written there as soon as it ends."""
-    records: dict[Job, dict] = {}
-    for job in jobs:
-        path = os.path.join(runs_dir, job.key + ".json")
-        if os.path.exists(path):
-            with open(path) as fh:
-                record = json.load(fh)
-            if record.get("budget") == job.budget:
-                records[job] = record
+    else trained in a pool of ``workers`` processes and written there as soon as it ends. Jobs that another
+    invocation is training in the same ``runs_dir`` are left to it, and missing from the result."""
+    records = {job: record for job in jobs if (record := read_record(runs_dir, job.key, job.budget)) is not None}
     todo = [job for job in jobs if job not in records]
     plural = "" if workers == 1 else "s"
     print(f"{len(jobs)} runs: {len(records)} already done, {len(todo)} to go ({workers} worker{plural})", flush=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as log_folder, ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run_job, job, log_folder): job for job in todo}
+        futures = {pool.submit(run_unclaimed_job, job, log_folder, runs_dir): job for job in todo}
         for done, future in enumerate(as_completed(futures), 1):
-            job, record = futures[future], future.result()
-            with open(os.path.join(runs_dir, job.key + ".json"), "w") as fh:
-                json.dump(record, fh)
+            job, (record, holder) = futures[future], future.result()
+            label = " ".join([job.env_id, job.arm, *job.overrides, f"seed {job.seed}"])
+            progress = f"[{done}/{len(todo)} {time.perf_counter() - start:.0f}s] {label}"
+            if record is None:
+                print(f"{progress}: left to the invocation training it (pid {holder})", flush=True)
+                continue
             records[job] = record
             solved = ", ".join(f"{t}: {'—' if e is None else e}" for t, e in record["episodes_to_solve"].items())
-            label = " ".join([job.env_id, job.arm, *job.overrides, f"seed {job.seed}"])
-            print(f"[{done}/{len(todo)} {time.perf_counter() - start:.0f}s] {label}: episodes to solve {solved} "
-                  f"({record['wall_time_s']:.0f} s, {record['fps']:.0f} fps)", flush=True)
+            print(f"{progress}: episodes to solve {solved} ({record['wall_time_s']:.0f} s, {record['fps']:.0f} fps)",
+                  flush=True)
     return records
 
 
@@ -329,7 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # the table covers every run in <out>/runs, from this invocation or earlier ones (one table per out dir)
     everything: dict[str, dict[str, list[dict]]] = {}
-    for name in sorted(os.listdir(runs_dir)):
+    for name in sorted(n for n in os.listdir(runs_dir) if n.endswith(".json")):  # not claims or half-written
         with open(os.path.join(runs_dir, name)) as fh:
             record = json.load(fh)
         everything.setdefault(record["env_id"], {}).setdefault(record["arm"], []).append(record)

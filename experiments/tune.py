@@ -172,6 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = [Job(args.env, algo, seed, budget, (threshold,), point)
             for algo in args.algos for point in points for seed in args.seeds]
     records = run_jobs(jobs, runs_dir, args.workers)
+    if len(records) < len(jobs):  # the rest are being trained by another invocation
+        print(f"{len(jobs) - len(records)} runs are still training in another invocation: run this command again "
+              "when they end to write the report", flush=True)
+        return {}
 
     results: dict[str, dict[str, dict]] = {}
     chosen: dict[str, str] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -79,6 +80,34 @@ def test_rl_table_quick_runs_records_episodes_and_resumes(tmp_path, capsys):
     assert "2 already done, 0 to go" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in runs] == mtimes
 
+
+
+def test_a_run_another_invocation_is_training_is_left_to_it(tmp_path, capsys):
+    """Invocations sharing a runs folder never train the same run twice: a claim held by a live process is left
+    alone (the run is reported and missing from the records), one whose process has ended is taken over, and a
+    run another invocation finished meanwhile is read instead of trained."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    job = rl_table.Job("CartPole-v1", "a2c", 0, 200, (195.0, 475.0))
+    claim = runs / f"{job.key}.running"
+    claim.write_text(str(os.getppid()))  # a live process that is not this one
+    assert rl_table.run_jobs([job], str(runs), 1) == {}
+    assert f"left to the invocation training it (pid {os.getppid()})" in capsys.readouterr().out
+    assert claim.exists() and not (runs / f"{job.key}.json").exists()
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    claim.write_text(ended.stdout.strip())  # its process is gone: a killed invocation
+    record = rl_table.run_jobs([job], str(runs), 1)[job]
+    assert record["budget"] == 200 and record["timesteps"] >= 200
+    assert json.loads((runs / f"{job.key}.json").read_text()) == record and not claim.exists()
+
+    finished = {**record, "seed": 0, "fps": -1.0}  # what another invocation wrote after this one listed its jobs
+    (runs / f"{job.key}.json").write_text(json.dumps(finished))
+    assert rl_table.run_unclaimed_job(job, str(tmp_path), str(runs)) == (finished, None) and not claim.exists()
+    claim.write_text("12")  # not a json: the table ignores claims
+    table = rl_table.main(["--envs", "CartPole-v1", "--arms", "a2c", "--seeds", "1", "--budget", "200", "--workers",
+                           "1", "--out", str(tmp_path)])
+    assert table["CartPole-v1"]["195"]["a2c"]["total"] == 1
 
 variance = _load("variance")
 throughput = _load("throughput")

@@ -1,0 +1,79 @@
+"""Run records of the benchmark scripts on disk (``rl_table.py``, ``tune.py``).
+
+Each finished run is ``<runs_dir>/<key>.json``. While a run trains, ``<runs_dir>/<key>.running`` holds the pid of
+the process training it: invocations that share a runs folder (two terminals, or a resumed table started beside a
+running one) then never train the same run twice. A claim whose process is gone (a killed invocation) is taken
+over. Pids are only meaningful on one machine, so the folder must not be shared between machines while runs train.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+CLAIM_SUFFIX = ".running"
+
+
+def read_record(runs_dir: str, key: str, budget: int) -> dict | None:
+    """The finished run ``key`` if its record is there and was trained on ``budget`` steps, else None."""
+    path = os.path.join(runs_dir, key + ".json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        record = json.load(fh)
+    return record if record.get("budget") == budget else None
+
+
+def write_record(runs_dir: str, key: str, record: dict) -> None:
+    """Write the record whole or not at all (a reader never sees half a file)."""
+    path = os.path.join(runs_dir, key + ".json")
+    with open(path + ".tmp", "w") as fh:
+        json.dump(record, fh)
+    os.replace(path + ".tmp", path)
+
+
+def claim(runs_dir: str, key: str) -> int | None:
+    """Claim run ``key`` for this process. Returns None once claimed, or the pid of the live process of another
+    invocation that holds the claim."""
+    path = os.path.join(runs_dir, key + CLAIM_SUFFIX)
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _claim_holder(path)
+            if holder is not None and holder != os.getpid() and _alive(holder):
+                return holder
+            _remove(path)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return None
+
+
+def release(runs_dir: str, key: str) -> None:
+    _remove(os.path.join(runs_dir, key + CLAIM_SUFFIX))
+
+
+def _claim_holder(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            return int(fh.read().strip())
+    except (FileNotFoundError, ValueError):  # gone meanwhile, or written only in part
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
