@@ -11,7 +11,8 @@ the last 100 completed episodes first reaches the threshold; a run that never ge
 The ĉ-off arm is skipped where relax-a2c's settings are a2c's (on none of the three envs today: each algorithm
 carries its own tuned entry there), since its runs would repeat a2c's bit for bit. Seeds run in parallel processes
 (``--workers``); each finished run is written to ``<out>/runs/`` at once, so an interrupted table picks up where it
-stopped when the same command is run again.
+stopped when the same command is run again. Invocations on one out dir share its runs: a run that one of them is
+training is left to it by the others (``run_records.py``).
 Writes ``<out>/rl_table.json``, ``<out>/rl_table.md`` and one learning-curve PNG per environment.
 """
 
