@@ -3,15 +3,19 @@
 Each finished run is ``<runs_dir>/<key>.json``. While a run trains, ``<runs_dir>/<key>.running`` holds the pid of
 the process training it: invocations that share a runs folder (two terminals, or a resumed table started beside a
 running one) then never train the same run twice. A claim whose process is gone (a killed invocation) is taken
-over. Pids are only meaningful on one machine, so the folder must not be shared between machines while runs train.
+over. Claims are made under an exclusive lock on ``<runs_dir>/.claims.lock``, so a claim file is never seen half
+written and two invocations never both take over the same stale claim. Pids and locks are only meaningful on one
+machine, so the folder must not be shared between machines while runs train.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 
 CLAIM_SUFFIX = ".running"
+LOCK_NAME = ".claims.lock"
 
 
 def read_record(runs_dir: str, key: str, budget: int) -> dict | None:
@@ -34,19 +38,17 @@ def write_record(runs_dir: str, key: str, record: dict) -> None:
 
 def claim(runs_dir: str, key: str) -> int | None:
     """Claim run ``key`` for this process. Returns None once claimed, or the pid of the live process of another
-    invocation that holds the claim."""
+    invocation that holds the claim. Reading, taking over and writing a claim happen under one folder-wide lock."""
     path = os.path.join(runs_dir, key + CLAIM_SUFFIX)
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = _claim_holder(path)
-            if holder is not None and holder != os.getpid() and _alive(holder):
-                return holder
-            _remove(path)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as fh:
+    with open(os.path.join(runs_dir, LOCK_NAME), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        holder = _claim_holder(path)
+        if holder is not None and holder != os.getpid() and _alive(holder):
+            return holder
+        # free, or stale (its process is gone, or a claim file without a pid): this process takes it
+        with open(path + ".tmp", "w") as fh:
             fh.write(str(os.getpid()))
+        os.replace(path + ".tmp", path)
         return None
 
 
@@ -58,7 +60,7 @@ def _claim_holder(path: str) -> int | None:
     try:
         with open(path) as fh:
             return int(fh.read().strip())
-    except (FileNotFoundError, ValueError):  # gone meanwhile, or written only in part
+    except (FileNotFoundError, ValueError):  # no claim, or one without a pid (not written by claim())
         return None
 
 

@@ -109,6 +109,26 @@ def test_a_run_another_invocation_is_training_is_left_to_it(tmp_path, capsys):
                            "1", "--out", str(tmp_path)])
     assert table["CartPole-v1"]["195"]["a2c"]["total"] == 1
 
+def test_one_of_several_invocations_takes_a_stale_claim(tmp_path):
+    """Invocations that find the same stale claim at once (an empty file, as a killed invocation can leave) take it
+    over one at a time: exactly one gets the run, and the others see that one's pid. Each stays alive until all
+    have claimed, as training invocations would."""
+    (tmp_path / "k.running").write_text("")
+    script = ("import os, sys; sys.path.insert(0, sys.argv[1]); from run_records import claim; "
+              "print(claim(sys.argv[2], 'k'), os.getpid(), flush=True); sys.stdin.read()")
+    procs = [subprocess.Popen([sys.executable, "-c", script, os.path.join(ROOT, "experiments"), str(tmp_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    try:
+        results = [proc.stdout.readline().split() for proc in procs]
+    finally:
+        for proc in procs:
+            proc.communicate("")
+    winners = [pid for holder, pid in results if holder == "None"]
+    assert len(winners) == 1
+    assert all(holder == winners[0] for holder, pid in results if pid != winners[0])
+    assert (tmp_path / "k.running").read_text() == winners[0]
+
+
 variance = _load("variance")
 throughput = _load("throughput")
 
