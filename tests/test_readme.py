@@ -153,6 +153,12 @@ VARIANCE_ROWS = (
     ("variance_seeds_1_2", "CartPole-v1", "CartPole-v1, relax-a2c, seeds 1 and 2 (`variance_seeds_1_2`)"),
     ("variance_cv_coef_auto_seeds_1_2", "CartPole-v1",
      "CartPole-v1, ĉ weighted by the estimated optimal β, seeds 1 and 2 (`variance_cv_coef_auto_seeds_1_2`)"),
+    ("variance_cv_loss_logits", "CartPole-v1",
+     "CartPole-v1, φ's objective per sample over the logits (`cv_loss_space=logits`; `variance_cv_loss_logits`)"),
+    ("variance_phi_5_steps", "CartPole-v1",
+     "CartPole-v1, 5 φ steps per update (`cv_updates_per_step=5`; `variance_phi_5_steps`)"),
+    ("variance_phi_5_steps_cv_coef_auto", "CartPole-v1",
+     "CartPole-v1, 5 φ steps and `cv_coef=auto`, seeds 0-2 (`variance_phi_5_steps_cv_coef_auto`)"),
 )
 
 
