@@ -73,7 +73,10 @@ ONE_THRESHOLD_TABLES = {
                                       "relax-a2c, φ on every 4th update (`cv_update_interval=4`)")),
     ("LunarLander-v3", "200"): (("relax-a2c", "relax-a2c"),
                                 ("relax-a2c (c-hat off)", "relax-a2c, ĉ off (relax-a2c's settings)"),
-                                ("a2c", "SB3 A2C (its own tuned settings)"), ("ppo", "SB3 PPO (tuned)")),
+                                ("a2c", "SB3 A2C (its own tuned settings)"), ("ppo", "SB3 PPO (tuned)"),
+                                ("relax-a2c (cv_coef auto)", "relax-a2c, `cv_coef=auto`"),
+                                ("relax-a2c (phi every 4th update)",
+                                 "relax-a2c, φ on every 4th update (`cv_update_interval=4`)")),
 }
 
 
