@@ -109,9 +109,10 @@ def test_a_run_another_invocation_is_training_is_left_to_it(tmp_path, capsys):
                            "1", "--out", str(tmp_path)])
     assert table["CartPole-v1"]["195"]["a2c"]["total"] == 1
 
+
 def test_one_of_several_invocations_takes_a_stale_claim(tmp_path):
-    """Invocations that find the same stale claim at once (an empty file, as a killed invocation can leave) take it
-    over one at a time: exactly one gets the run, and the others see that one's pid. Each stays alive until all
+    """Invocations that find the same stale claim at once (here a claim file without a pid) take it over one at a
+    time: exactly one gets the run, and the others see that one's pid. Each stays alive until all
     have claimed, as training invocations would."""
     (tmp_path / "k.running").write_text("")
     script = ("import os, sys; sys.path.insert(0, sys.argv[1]); from run_records import claim; "
