@@ -1,7 +1,8 @@
 """Rollout buffers that also store the RELAX noise (u, v) drawn at collection time (DESIGN §6).
 
 Modelled on sb3-contrib's MaskableRolloutBuffer: reset / add / get / _get_samples are extended and
-the samples gain two fields. The noise is permuted together with everything else in ``get``.
+the samples gain three fields. The noise is permuted together with everything else in ``get``; the third
+field, each sample's step t within its n-step segment, is read off the sample's index.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ class RelaxRolloutBufferSamples(NamedTuple):
     old_log_prob: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
-    noise_u: torch.Tensor
-    noise_v: torch.Tensor
+    noise_u: torch.Tensor | None  # None where the buffer stores no noise (noise_dim 0: Box actions)
+    noise_v: torch.Tensor | None
+    segment_steps: torch.Tensor  # t in 0 … n_steps − 1: the step of the sample within its rollout segment
 
 
 class CriticTargetRolloutBufferSamples(NamedTuple):
@@ -45,13 +47,14 @@ class CriticTargetRolloutBufferSamples(NamedTuple):
 
 
 class _NoiseStorage:
-    """Adds ``noise_u`` / ``noise_v`` arrays of shape [n_steps, n_envs, noise_dim] to a rollout buffer."""
+    """Adds ``noise_u`` / ``noise_v`` arrays of shape [n_steps, n_envs, noise_dim] to a rollout buffer
+    (none for ``noise_dim`` 0), and each sample's step within its segment to the samples."""
 
     noise_dim: int
 
     def _init_noise(self, noise_dim: int) -> None:
-        if noise_dim < 1:
-            raise ValueError(f"noise_dim must be >= 1, got {noise_dim}")
+        if noise_dim < 0:
+            raise ValueError(f"noise_dim must be >= 0 (0: no noise stored), got {noise_dim}")
         self.noise_dim = int(noise_dim)
 
     def reset(self) -> None:
@@ -60,10 +63,11 @@ class _NoiseStorage:
         super().reset()  # type: ignore[misc]
 
     def add(self, *args, noise_u: np.ndarray | None = None, noise_v: np.ndarray | None = None, **kwargs) -> None:
-        if noise_u is None or noise_v is None:
-            raise ValueError("a RELAX rollout buffer needs noise_u and noise_v for every step")
-        self.noise_u[self.pos] = np.asarray(noise_u).reshape(self.n_envs, self.noise_dim)
-        self.noise_v[self.pos] = np.asarray(noise_v).reshape(self.n_envs, self.noise_dim)
+        if self.noise_dim:
+            if noise_u is None or noise_v is None:
+                raise ValueError("a RELAX rollout buffer needs noise_u and noise_v for every step")
+            self.noise_u[self.pos] = np.asarray(noise_u).reshape(self.n_envs, self.noise_dim)
+            self.noise_v[self.pos] = np.asarray(noise_v).reshape(self.n_envs, self.noise_dim)
         super().add(*args, **kwargs)  # type: ignore[misc]
 
     def get(self, batch_size: int | None = None) -> Generator[RelaxRolloutBufferSamples, None, None]:
@@ -74,13 +78,15 @@ class _NoiseStorage:
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> RelaxRolloutBufferSamples:
         base = super()._get_samples(batch_inds, env)  # type: ignore[misc]
-        return RelaxRolloutBufferSamples(
-            *base, self.to_torch(self.noise_u[batch_inds]), self.to_torch(self.noise_v[batch_inds])
-        )
+        noise = ((self.to_torch(self.noise_u[batch_inds]), self.to_torch(self.noise_v[batch_inds])) if self.noise_dim
+                 else (None, None))
+        # swap_and_flatten lays the [n_steps, n_envs] arrays out env by env: index = env · n_steps + t
+        steps = self.to_torch((np.asarray(batch_inds) % self.buffer_size).astype(np.float32))
+        return RelaxRolloutBufferSamples(*base, *noise, steps)
 
 
 class RelaxRolloutBuffer(_NoiseStorage, RolloutBuffer):
-    """RolloutBuffer + stored RELAX noise. Extra constructor argument: ``noise_dim``."""
+    """RolloutBuffer + stored RELAX noise + segment steps. Extra constructor argument: ``noise_dim`` (0: no noise)."""
 
     def __init__(self, *args, noise_dim: int = 1, **kwargs) -> None:
         self._init_noise(noise_dim)
@@ -88,7 +94,7 @@ class RelaxRolloutBuffer(_NoiseStorage, RolloutBuffer):
 
 
 class RelaxDictRolloutBuffer(_NoiseStorage, DictRolloutBuffer):
-    """DictRolloutBuffer + stored RELAX noise. Extra constructor argument: ``noise_dim``."""
+    """DictRolloutBuffer + stored RELAX noise + segment steps. Extra constructor argument: ``noise_dim`` (0: none)."""
 
     def __init__(self, *args, noise_dim: int = 1, **kwargs) -> None:
         self._init_noise(noise_dim)

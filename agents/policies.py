@@ -45,6 +45,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     :param cv_optimizer_kwargs: extra optimizer arguments for φ.
     :param cv_temperature_init: initial temperature τ of the relaxation fed to ĉ (discrete actions).
     :param cv_common_random_numbers: build z̃ from the v that reproduces z (DESIGN §3) instead of the stored v.
+    :param cv_segment_position: ĉ takes one more input per sample, the transition's place in its rollout segment
+        (``segment_position`` of :meth:`control_variate_terms`; the algorithm chooses the encoding).
     """
 
     #: ĉ's learned output scale starts here (0: a fresh estimator is A2C's); None: no scale.
@@ -64,6 +66,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         cv_optimizer_kwargs: dict[str, Any] | None = None,
         cv_temperature_init: float = 1.0,
         cv_common_random_numbers: bool = False,
+        cv_segment_position: bool = False,
         **kwargs: Any,
     ) -> None:
         if action_dependent_cv and not isinstance(action_space, (*DISCRETE_SPACES, spaces.Box)):
@@ -81,6 +84,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         self.cv_optimizer_kwargs = dict(cv_optimizer_kwargs or {})
         self.cv_temperature_init = float(cv_temperature_init)
         self.cv_common_random_numbers = bool(cv_common_random_numbers)
+        self.cv_segment_position = bool(cv_segment_position)
         self.relaxation = ActionRelaxation(action_space) if isinstance(action_space, DISCRETE_SPACES) else None
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
@@ -95,8 +99,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         if self.use_sde:
             raise ValueError("action_dependent_cv=True does not support use_sde=True (gSDE); set one of them off")
         action_inputs = self.relaxation.noise_dim if self.relaxation is not None else get_action_dim(self.action_space)
-        features_dim = self.pi_features_extractor.features_dim
-        self.cv_net = ControlVariateMLP(features_dim + action_inputs, self.cv_net_arch, self.cv_activation_fn,
+        state_inputs = self.pi_features_extractor.features_dim + int(self.cv_segment_position)
+        self.cv_net = ControlVariateMLP(state_inputs + action_inputs, self.cv_net_arch, self.cv_activation_fn,
                                         scale_init=self.cv_scale_init)
         if self.relaxation is not None:
             self.cv_log_temperature = nn.Parameter(torch.tensor(math.log(self.cv_temperature_init)))
@@ -124,6 +128,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             cv_optimizer_kwargs=self.cv_optimizer_kwargs,
             cv_temperature_init=self.cv_temperature_init,
             cv_common_random_numbers=self.cv_common_random_numbers,
+            cv_segment_position=self.cv_segment_position,
         )
         return data
 
@@ -181,6 +186,15 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         log_prob = distribution.log_prob(actions)
         return actions.reshape((-1, *self.action_space.shape)), values, log_prob
 
+    def _cv_state_inputs(self, features: torch.Tensor, segment_position: torch.Tensor | None) -> torch.Tensor:
+        """ĉ's inputs besides the action: the detached features, then the segment position if ĉ reads it."""
+        if not self.cv_segment_position:
+            return features.detach()
+        if segment_position is None:
+            raise ValueError("this policy's ĉ reads the segment position (cv_segment_position=True): pass "
+                             "segment_position, one value per sample")
+        return torch.cat([features.detach(), segment_position.reshape(-1, 1).to(features.dtype)], dim=-1)
+
     def cv_value(self, features: torch.Tensor, action_input: torch.Tensor) -> torch.Tensor:
         """ĉ_φ(a, s) on detached features and a (relaxed) action, one value per sample."""
         return self.cv_net(torch.cat([features.detach(), action_input], dim=-1))
@@ -192,13 +206,16 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         features: torch.Tensor,
         noise_u: torch.Tensor | None = None,
         noise_v: torch.Tensor | None = None,
+        segment_position: torch.Tensor | None = None,
     ) -> ControlVariateTerms:
         """(c_z, c_z̃, c_z̃⊥) for :func:`relax_rl.relax_surrogate`.
 
         Discrete (RELAX): ĉ(z), ĉ(z̃) and ĉ(z̃ detached from θ), with z = z(θ, u), z̃ = z̃(θ, v, a).
         Box (LAX): ĉ(μ + σ·ε), 0 and ĉ(a) with ε = (a − μ)/σ recovered from the stored pre-clip action, so
         the surrogate is (Â − ĉ(a⊥)) log π(a|s) + ĉ(μ + σ·ε).
+        ``segment_position`` (one value per sample; required with ``cv_segment_position``) joins ĉ's state inputs.
         """
+        features = self._cv_state_inputs(features, segment_position)
         if self.relaxation is None:
             gaussian = distribution.distribution
             mean, std = gaussian.mean, gaussian.stddev

@@ -75,6 +75,9 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         so ĉ can no longer add much variance where it has stopped tracking Â. Any β fixed before the batch
         keeps the estimate unbiased. φ's objective is unchanged (the variance of ĝ_on). "auto" costs one more
         first-order backward pass on the updates that step φ.
+    :param cv_segment_position: ĉ also reads the transition's place in its n-step segment, (n_steps − t) / n_steps
+        for step t: the share of the segment left before Â_t bootstraps from V. While V lags, Â_t's mean depends on
+        it. t is fixed before a_t is drawn, so θ's estimate stays unbiased.
     :param log_grad_variance: log ``train/grad_variance``, a running estimate of the estimator's variance. It is
         free when ĉ is trained on the weights' gradient (it reuses that gradient); otherwise it costs an extra
         backward pass per update. Default (None): on exactly when it is free.
@@ -91,6 +94,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
     cv_regression_coef: float = 0.0
     cv_weight_decay: float = 0.0
     cv_coef: float | str = 1.0
+    cv_segment_position: bool = False
     _cv_coef_estimator: ControlVariateCoefficient | None = None
 
     def __init__(
@@ -120,6 +124,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         cv_regression_coef: float = 0.0,
         cv_weight_decay: float = 0.0,
         cv_coef: float | str = 1.0,
+        cv_segment_position: bool = False,
         log_grad_variance: bool | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -153,6 +158,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             cv_learning_rate=float(initial_cv_lr),
             cv_common_random_numbers=cv_common_random_numbers,
             cv_temperature_init=cv_temperature_init,
+            cv_segment_position=bool(cv_segment_position) and bool(action_dependent_cv),
         )
         if cv_net_arch is not None:
             policy_kwargs["cv_net_arch"] = list(cv_net_arch)
@@ -182,6 +188,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         self.cv_regression_coef = float(cv_regression_coef)
         self.cv_weight_decay = float(cv_weight_decay)
         self.cv_coef = cv_coef if isinstance(cv_coef, str) else float(cv_coef)
+        self.cv_segment_position = bool(cv_segment_position) and self.action_dependent_cv
         self._cv_coef_estimator = ControlVariateCoefficient() if cv_coef == "auto" else None
         free = self.action_dependent_cv and cv_loss_space == "params"
         self.log_grad_variance = free if log_grad_variance is None else bool(log_grad_variance)
@@ -207,11 +214,11 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         return self.action_dependent_cv and isinstance(self.action_space, DISCRETE_SPACES)
 
     def _setup_model(self) -> None:
-        if self._stores_noise:
+        if self._stores_noise or self.cv_segment_position:
             dict_obs = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = RelaxDictRolloutBuffer if dict_obs else RelaxRolloutBuffer
-            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs,
-                                          "noise_dim": ActionRelaxation(self.action_space).noise_dim}
+            noise_dim = ActionRelaxation(self.action_space).noise_dim if self._stores_noise else 0
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "noise_dim": noise_dim}
         super()._setup_model()
         self.cv_lr_schedule = FloatSchedule(self.cv_learning_rate)
 
@@ -266,7 +273,10 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         if not (self.action_dependent_cv and use_cv):
             return 0.0, 0.0, 0.0
         noise = (rollout_data.noise_u, rollout_data.noise_v) if self._stores_noise else (None, None)
-        return self.policy.control_variate_terms(distribution, actions, features, *noise)
+        if not self.cv_segment_position:
+            return self.policy.control_variate_terms(distribution, actions, features, *noise)
+        position = (self.n_steps - rollout_data.segment_steps) / self.n_steps
+        return self.policy.control_variate_terms(distribution, actions, features, *noise, segment_position=position)
 
     def _forward_batch(self, rollout_data: Any, use_cv: bool = True, cv_weight: float = 1.0) -> dict[str, Any]:
         """Evaluate the policy on a batch and build the surrogate S (DESIGN §4) with ĉ weighted by ``cv_weight``

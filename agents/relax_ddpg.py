@@ -143,6 +143,9 @@ class RelaxDDPG(RelaxA2C):
 
     def _setup_model(self) -> None:
         if self.critic_lambda is not None:
+            if self.cv_segment_position:
+                raise ValueError("critic_lambda and cv_segment_position cannot be combined yet (the TD(λ_c) buffer "
+                                 "does not carry segment steps); set one of them off")
             if isinstance(self.observation_space, spaces.Dict):
                 raise ValueError("critic_lambda needs a Box observation space (no Dict rollout buffer for it yet)")
             self.rollout_buffer_class = CriticTargetRolloutBuffer

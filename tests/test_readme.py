@@ -162,6 +162,10 @@ VARIANCE_ROWS = (
      "CartPole-v1, 5 φ steps per update (`cv_updates_per_step=5`; `variance_phi_5_steps`)"),
     ("variance_phi_5_steps_cv_coef_auto", "CartPole-v1",
      "CartPole-v1, 5 φ steps and `cv_coef=auto`, seeds 0-2 (`variance_phi_5_steps_cv_coef_auto`)"),
+    ("variance_segment_position", "CartPole-v1",
+     "CartPole-v1, ĉ reads the segment position (`cv_segment_position=true`; `variance_segment_position`)"),
+    ("variance_segment_position_regression", "CartPole-v1",
+     "CartPole-v1, segment position, ĉ also fits Â, φ's learning rate 0.01 (`variance_segment_position_regression`)"),
 )
 
 
