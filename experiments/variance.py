@@ -95,12 +95,16 @@ class VarianceProbe(BaseCallback):
         if due:
             self.records.append(self.measure())
 
-    def measure(self) -> dict:
-        model = self.model
-        measure_norm, train_norm = unwrap_vec_normalize(self._measure_env), unwrap_vec_normalize(model.get_env())
+    def _copy_normalization(self) -> None:
+        """The measurement env normalizes with the training env's current VecNormalize statistics."""
+        measure_norm, train_norm = unwrap_vec_normalize(self._measure_env), unwrap_vec_normalize(self.model.get_env())
         if measure_norm is not None:
             measure_norm.obs_rms, measure_norm.ret_rms = copy.deepcopy(train_norm.obs_rms), copy.deepcopy(
                 train_norm.ret_rms)
+
+    def measure(self) -> dict:
+        model = self.model
+        self._copy_normalization()
         saved_env, saved_obs, saved_starts = model.env, model._last_obs, model._last_episode_starts
         model.env, model._last_obs = self._measure_env, None
         estimators = {"c_hat_on": model.policy_gradient,

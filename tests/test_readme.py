@@ -129,6 +129,8 @@ VARIANCE_ROWS = (
      "InvertedPendulum-v5, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto_inverted_pendulum`)"),
     ("variance_inverted_pendulum_seeds_1_2", "InvertedPendulum-v5",
      "InvertedPendulum-v5, relax-a2c, LAX, seeds 1 and 2 (`variance_inverted_pendulum_seeds_1_2`)"),
+    ("variance_inverted_pendulum_30k", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, its learning phase: 30k-step budget, seeds 0-2 (`variance_inverted_pendulum_30k`)"),
     ("variance_inverted_pendulum_phi_every_4th", "InvertedPendulum-v5",
      "InvertedPendulum-v5, φ on every 4th update (`variance_inverted_pendulum_phi_every_4th`)"),
     ("variance_inverted_pendulum_phi_weight_decay", "InvertedPendulum-v5",
@@ -192,6 +194,27 @@ def test_readme_variance_rows_match_the_committed_results():
                        ("ideal_position", "q(s, a, position)")):
         stated = f"median ratio {s[f'median_{key}_ratio']:.2f} ({s[f'{key}_checkpoints_at_or_below_half']}/11"
         assert stated in readme.split(label, 1)[1][:400], (label, stated)
+
+
+def test_readme_variance_sources_ranges_match_the_committed_results():
+    """The README's ranges for the checkpoints where Var(ĝ) > 1 (CartPole) and the 30k InvertedPendulum runs."""
+    readme = _readme()
+    large = [c for run in _results("variance_sources", "variance_sources")["CartPole-v1"] for c in run["checkpoints"]
+             if c["total_variance"] > 1]
+    transitions = [100 * c["ends_share_of_transitions"] for c in large]
+    shares = [100 * c["ends_share"] for c in large]
+    means = [c["advantage_mean_ends"] for c in large]
+    stated = (f"those transitions are {min(transitions):.1f}-{max(transitions):.1f}% of the batch and\n"
+              f"    carry {min(shares):.0f}-{max(shares):.0f}% of the variance. Their Â is large and negative "
+              f"(−{-max(means):.0f} to −{-min(means):.0f} on average)")
+    assert stated in readme, stated
+    pendulum = [c for run in _results("variance_sources_inverted_pendulum_30k", "variance_sources")[
+        "InvertedPendulum-v5"] for c in run["checkpoints"] if c["total_variance"] > 0.2 and c["timesteps"] > 80]
+    transitions = [100 * c["ends_share_of_transitions"] for c in pendulum]
+    shares = [100 * c["ends_share"] for c in pendulum]
+    stated = (f"{min(transitions):.1f}-{max(transitions):.1f}% of the transitions carry "
+              f"{min(shares):.0f}-{max(shares):.0f}%")
+    assert stated in readme, stated
 
 
 def _throughput_row(r: dict, label_suffix: str) -> str:
