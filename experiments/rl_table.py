@@ -64,6 +64,11 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     # optional: both of the last two, β's weighting and φ's step on every 4th update
     "relax-a2c (cv_coef auto, phi every 4th update)": ("relax-a2c", ("cv_coef=auto", "cv_update_interval=4"),
                                                        ("discrete", "box")),
+    # optional: the paper's regime, long segments of nearly Monte Carlo returns (one env, 200 steps per update),
+    # for ĉ on and off alike
+    "relax-a2c (1 env, 200-step segments)": ("relax-a2c", ("n_envs=1", "n_steps=200"), ("discrete", "box")),
+    "relax-a2c (c-hat off, 1 env, 200-step segments)": ("relax-a2c", ("action_dependent_cv=False", "n_envs=1",
+                                                                      "n_steps=200"), ("discrete", "box")),
 }
 DEFAULT_ARMS = ["relax-a2c", "relax-a2c (c-hat off)", "a2c", "ppo", "relax-ddpg"]
 

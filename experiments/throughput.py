@@ -13,6 +13,7 @@ objective's double backprop).
 
     python experiments/throughput.py --out results/throughput
     python experiments/throughput.py --quick --out /tmp/throughput_quick
+    python experiments/throughput.py --envs CartPole-v1 --hyperparams n_envs=1 n_steps=200 --out <directory>
     python experiments/throughput.py --envs ALE/Pong-v5 --device cuda --steps 32000 --out results/throughput_gpu
 
 ``--device cuda`` puts every arm's networks on the GPU (the envs stay on the CPU); each arm then keeps the CUDA
@@ -48,15 +49,18 @@ RATIO_KEYS = {"ratio_relax_to_a2c": "relax-a2c", "ratio_c_hat_off_to_a2c": "rela
 QUICK = {"envs": ["CartPole-v1"], "steps": 640, "blocks": 4}
 
 
-def build(arm: str, env_id: str, seed: int, device: str = "cpu") -> Any:
-    """The model of one arm, on the settings of configs/relax-a2c.yml for ``env_id``."""
+def build(arm: str, env_id: str, seed: int, device: str = "cpu", overrides: list[str] = ()) -> Any:
+    """The model of one arm, on the settings of configs/relax-a2c.yml for ``env_id`` with ``overrides``
+    (``KEY=VALUE``, as for train.py; the cv_* ones do not reach A2C)."""
     from stable_baselines3 import A2C
 
     from relax_rl import RelaxA2C
     from relax_rl.envs import is_atari, make_env
+    from relax_rl.hyperparam_parsing import parse_overrides
     from relax_rl.hyperparams import build_algo_kwargs, load_packaged_config, lookup_entry
 
     entry = dict(lookup_entry(load_packaged_config("relax-a2c"), env_id, is_atari(env_id)))
+    entry.update(parse_overrides(overrides))
     entry.pop("n_timesteps", None)
     policy = entry.pop("policy", "MlpPolicy")
     if arm == "a2c":
@@ -131,12 +135,13 @@ class Stepper:
                 "train_s": train_s}
 
 
-def measure_env(env_id: str, steps: int, blocks: int, seed: int, device: str = "cpu") -> dict:
+def measure_env(env_id: str, steps: int, blocks: int, seed: int, device: str = "cpu",
+                overrides: list[str] = ()) -> dict:
     from relax_rl.envs import is_atari
 
     cnn = is_atari(env_id)
     torch.set_num_threads(torch.get_num_threads() if cnn else 1)
-    steppers = {arm: Stepper(build(arm, env_id, seed, device)) for arm in ARMS}
+    steppers = {arm: Stepper(build(arm, env_id, seed, device, overrides)) for arm in ARMS}
     model = steppers["relax-a2c"].model
     rollout_steps = model.n_envs * model.n_steps
     # rollouts per arm and block: a multiple of 4, so that every block of the "φ every 4th update" arm holds the
@@ -210,6 +215,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the networks of every arm live (default cpu)")
+    parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="overrides of relax-a2c's packaged config for every arm, as for train.py (the cv_* "
+                             "ones apply to the relax arms only)")
     parser.add_argument("--out", default="results/throughput")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     args = parser.parse_args(argv)
@@ -219,7 +227,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")
     if args.blocks < 1 or (args.steps is not None and args.steps < 1):
         parser.error(f"--blocks and --steps must be >= 1, got {args.blocks} and {args.steps}")
-    check_relax_a2c_entries(parser, args.envs)
+    check_relax_a2c_entries(parser, args.envs, args.hyperparams)
     return args
 
 
@@ -245,7 +253,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     os.makedirs(args.out, exist_ok=True)
     results = []
     for env_id in args.envs:
-        result = measure_env(env_id, args.steps or ENVS.get(env_id, 50_000), args.blocks, args.seed, args.device)
+        result = measure_env(env_id, args.steps or ENVS.get(env_id, 50_000), args.blocks, args.seed, args.device,
+                             args.hyperparams)
         print(f"{env_id}: relax/A2C {result['ratio_relax_to_a2c']:.2f}, "
               f"ĉ-off/A2C {result['ratio_c_hat_off_to_a2c']:.2f}, "
               f"ĉ share of update {result['c_hat_share_of_update']:.0%}", flush=True)

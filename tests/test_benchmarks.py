@@ -172,6 +172,15 @@ def test_throughput_arms_share_settings_and_networks():
     assert (models["relax-a2c"].cv_coef, models["relax-a2c (cv_coef auto)"].cv_coef) == (1.0, "auto")
 
 
+def test_throughput_overrides_reach_every_arm_and_cv_ones_only_the_relax_arms():
+    overrides = ["n_envs=1", "n_steps=200", "cv_updates_per_step=2"]
+    a2c, relax = (throughput.build(arm, "CartPole-v1", 0, overrides=overrides) for arm in ("a2c", "relax-a2c"))
+    assert (a2c.n_envs, a2c.n_steps) == (relax.n_envs, relax.n_steps) == (1, 200)
+    assert relax.cv_updates_per_step == 2 and not hasattr(a2c, "cv_updates_per_step")
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--envs", "CartPole-v1", "--hyperparams", "n_stepz=200"])
+
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
