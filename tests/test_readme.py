@@ -47,6 +47,9 @@ CARTPOLE_ROWS = (
     ("relax-a2c (phi weight decay 0.01)", "relax-a2c, φ weight decay (`cv_weight_decay=0.01`)"),
     ("relax-a2c (cv_coef auto)", "relax-a2c, ĉ weighted by the estimated optimal β (`cv_coef=auto`)"),
     ("relax-a2c (cv_coef auto, phi every 4th update)", "relax-a2c, both (`cv_coef=auto`, `cv_update_interval=4`)"),
+    ("relax-a2c (1 env, 200-step segments)",
+     "relax-a2c, the paper's regime: 1 env, 200-step segments (`n_envs=1 n_steps=200`)"),
+    ("relax-a2c (c-hat off, 1 env, 200-step segments)", "relax-a2c, ĉ off, 1 env, 200-step segments"),
 )
 
 
@@ -131,6 +134,10 @@ VARIANCE_ROWS = (
      "InvertedPendulum-v5, relax-a2c, LAX, seeds 1 and 2 (`variance_inverted_pendulum_seeds_1_2`)"),
     ("variance_inverted_pendulum_30k", "InvertedPendulum-v5",
      "InvertedPendulum-v5, its learning phase: 30k-step budget, seeds 0-2 (`variance_inverted_pendulum_30k`)"),
+    ("variance_200_step_segments", "CartPole-v1",
+     "CartPole-v1, the paper's regime: 1 env, 200-step segments, seeds 0-2 (`variance_200_step_segments`)"),
+    ("variance_inverted_pendulum_200_step_segments", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, 1 env, 200-step segments, seeds 0-2 (`variance_inverted_pendulum_200_step_segments`)"),
     ("variance_inverted_pendulum_phi_every_4th", "InvertedPendulum-v5",
      "InvertedPendulum-v5, φ on every 4th update (`variance_inverted_pendulum_phi_every_4th`)"),
     ("variance_inverted_pendulum_phi_weight_decay", "InvertedPendulum-v5",
@@ -245,7 +252,14 @@ def test_readme_throughput_rows_match_the_committed_results():
     mlp = [results["CartPole-v1"], tuned["throughput_lunar_lander"], tuned["throughput_inverted_pendulum"]]
     goal = (f"CartPole {mlp[0]['ratio_relax_to_a2c']:.2f}, LunarLander {mlp[1]['ratio_relax_to_a2c']:.2f}, "
             f"InvertedPendulum {mlp[2]['ratio_relax_to_a2c']:.2f} | `cv_update_interval=4`: "
-            + ", ".join(f"{r['ratio_relax_every4_to_a2c']:.2f}" for r in mlp) + " |")
+            + ", ".join(f"{r['ratio_relax_every4_to_a2c']:.2f}" for r in mlp) + "; ")
+    assert goal in readme, goal
+    regime = {r["env_id"]: r for r in _results("throughput_200_step_segments", "throughput")}
+    for r in regime.values():
+        row = _throughput_row(r, " (`throughput_200_step_segments`)")
+        assert row in readme, row
+    goal = (f"1 env × 200-step segments, the default: CartPole {regime['CartPole-v1']['ratio_relax_to_a2c']:.2f}, "
+            f"InvertedPendulum {regime['InvertedPendulum-v5']['ratio_relax_to_a2c']:.2f} (LunarLander not measured) |")
     assert goal in readme, goal
 
 
