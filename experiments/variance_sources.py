@@ -49,7 +49,7 @@ def ends_in_segment(episode_starts: np.ndarray, last_dones: np.ndarray) -> np.nd
     ``episode_starts[t]`` marks the first step of a new episode, so the episode running at step t − 1 ended
     there; ``last_dones`` are the ``dones`` after the segment's last step."""
     ended = np.concatenate([np.asarray(episode_starts)[1:], np.asarray(last_dones)[None]]).astype(bool)
-    return np.flip(np.logical_or.accumulate(np.flip(ended, axis=0), axis=0), axis=0)
+    return np.ascontiguousarray(np.flip(np.logical_or.accumulate(np.flip(ended, axis=0), axis=0), axis=0))
 
 
 class SourceProbe(VarianceProbe):

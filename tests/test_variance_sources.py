@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from test_benchmarks import _load
 
 variance_sources = _load("variance_sources")
@@ -16,6 +17,8 @@ def test_a_transition_ends_if_its_episode_ends_at_its_step_or_later_in_the_segme
     last_dones = np.array([False, True, False])
     ends = variance_sources.ends_in_segment(starts, last_dones)
     assert ends.tolist() == [[True, True, False], [True, True, False], [False, True, False], [False, True, False]]
+    one_env = variance_sources.ends_in_segment(starts[:, :1], last_dones[:1])  # (a flipped view once broke torch)
+    assert torch.as_tensor(one_env.reshape(-1)).tolist() == [True, True, False, False]
 
 
 def test_variance_split_adds_up_to_the_whole():
