@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import tempfile
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -132,17 +133,24 @@ class VarianceProbe(BaseCallback):
         return record
 
 
-def run_env(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -> dict:
+def train_with_probe(env_id: str, seed: int, budget: int, hyperparams: list[str], log_folder: str,
+                     probe: BaseCallback) -> Any:
+    """One relax-a2c training run (packaged config plus ``hyperparams``) through the training pipeline, with
+    ``probe`` measuring along the way; returns the pipeline's result."""
     from relax_rl.cli import train
 
-    budget = args.budget or BUDGETS.get(env_id, 200_000)
-    probe = VarianceProbe(env_id, budget, args.every, args.batches, seed, args.ideal_baseline)
     argv = ["--algo", "relax-a2c", "--env", env_id, "--seed", str(seed), "-n", str(budget), "--eval-freq", "-1",
             "--save-freq", "-1", "--eval-episodes", "5", "--log-folder", log_folder, "--tensorboard-log", "",
             "--no-progress", "--verbose", "0"]
-    if args.hyperparams:
-        argv += ["--hyperparams", *args.hyperparams]
-    result = train(argv, callbacks=[probe])
+    if hyperparams:
+        argv += ["--hyperparams", *hyperparams]
+    return train(argv, callbacks=[probe])
+
+
+def run_env(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -> dict:
+    budget = args.budget or BUDGETS.get(env_id, 200_000)
+    probe = VarianceProbe(env_id, budget, args.every, args.batches, seed, args.ideal_baseline)
+    result = train_with_probe(env_id, seed, budget, args.hyperparams, log_folder, probe)
     return {"env_id": env_id, "seed": seed, "budget": budget, "final_eval_mean": result.eval_mean,
             "checkpoints": probe.records}
 
@@ -216,8 +224,9 @@ def plot(results: dict, path: str) -> None:
     plt.close(fig)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def checkpoint_parser(description: str, out: str) -> argparse.ArgumentParser:
+    """The arguments of a script that measures at checkpoints along relax-a2c runs (this one, variance_sources.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "InvertedPendulum-v5"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--budget", type=timesteps_type, default=None, help="timesteps per run (default: per env)")
@@ -225,12 +234,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--every", type=float, default=0.1, help="measure every this fraction of the budget")
     parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE",
                         help="overrides of relax-a2c's packaged config, as for train.py")
-    parser.add_argument("--ideal-baseline", type=int, default=0, metavar="M",
-                        help="also measure the ideal action-dependent baseline q(s, a), estimated from M continuations "
-                             "per state and action (classic-control envs with discrete actions; 0: off)")
-    parser.add_argument("--out", default="results/variance")
+    parser.add_argument("--out", default=out)
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_checkpoint_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Apply --quick and refuse bad values of the arguments :func:`checkpoint_parser` adds."""
     if args.quick:
         args.envs, args.budget, args.batches, args.every = QUICK["envs"], args.budget or QUICK["budget"], \
             QUICK["batches"], QUICK["every"]
@@ -238,10 +248,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--every must be in (0, 1], got {args.every}")
     if args.batches < 2:
         parser.error(f"--batches must be >= 2, got {args.batches}")
-    if args.ideal_baseline < 0:
-        parser.error(f"--ideal-baseline must be >= 0, got {args.ideal_baseline}")
     check_relax_a2c_entries(parser, args.envs, args.hyperparams)
     return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = checkpoint_parser(__doc__.split("\n\n")[0], "results/variance")
+    parser.add_argument("--ideal-baseline", type=int, default=0, metavar="M",
+                        help="also measure the ideal action-dependent baseline q(s, a), estimated from M continuations "
+                             "per state and action (classic-control envs with discrete actions; 0: off)")
+    args = parser.parse_args(argv)
+    if args.ideal_baseline < 0:
+        parser.error(f"--ideal-baseline must be >= 0, got {args.ideal_baseline}")
+    return check_checkpoint_args(parser, args)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -35,12 +35,13 @@ from stable_baselines3.common.vec_env import unwrap_vec_normalize
 from relax_rl.runs import command_line
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from throughput import check_relax_a2c_entries  # noqa: E402
-from variance import BUDGETS, VarianceProbe  # noqa: E402  (experiments/variance.py: checkpoints, measurement env)
-
-from relax_rl.cli import timesteps_type  # noqa: E402
-
-QUICK = {"envs": ["CartPole-v1"], "budget": 4_000, "batches": 10, "every": 0.5}
+from variance import (  # noqa: E402  (experiments/variance.py: checkpoints, measurement env, arguments)
+    BUDGETS,
+    VarianceProbe,
+    check_checkpoint_args,
+    checkpoint_parser,
+    train_with_probe,
+)
 
 
 def ends_in_segment(episode_starts: np.ndarray, last_dones: np.ndarray) -> np.ndarray:
@@ -118,15 +119,9 @@ def split_variance(whole: np.ndarray, ends: np.ndarray, rest: np.ndarray) -> dic
 
 
 def run_env(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -> dict:
-    from relax_rl.cli import train
-
     budget = args.budget or BUDGETS.get(env_id, 200_000)
     probe = SourceProbe(env_id, budget, args.every, args.batches, seed)
-    argv = ["--algo", "relax-a2c", "--env", env_id, "--seed", str(seed), "-n", str(budget), "--eval-freq", "-1",
-            "--save-freq", "-1", "--log-folder", log_folder, "--tensorboard-log", "", "--no-progress", "--verbose", "0"]
-    if args.hyperparams:
-        argv += ["--hyperparams", *args.hyperparams]
-    train(argv, callbacks=[probe])
+    train_with_probe(env_id, seed, budget, args.hyperparams, log_folder, probe)
     return {"env_id": env_id, "seed": seed, "budget": budget, "checkpoints": probe.records}
 
 
@@ -153,26 +148,8 @@ def write_markdown(results: dict, path: str, command: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "InvertedPendulum-v5"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--budget", type=timesteps_type, default=None, help="timesteps per run (default: per env)")
-    parser.add_argument("--batches", type=int, default=100, help="rollout batches per measurement (>= 2)")
-    parser.add_argument("--every", type=float, default=0.1, help="measure every this fraction of the budget")
-    parser.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="overrides of relax-a2c's packaged config, as for train.py")
-    parser.add_argument("--out", default="results/variance_sources")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.envs, args.budget, args.batches, args.every = QUICK["envs"], args.budget or QUICK["budget"], \
-            QUICK["batches"], QUICK["every"]
-    if not 0 < args.every <= 1:
-        parser.error(f"--every must be in (0, 1], got {args.every}")
-    if args.batches < 2:
-        parser.error(f"--batches must be >= 2, got {args.batches}")
-    check_relax_a2c_entries(parser, args.envs, args.hyperparams)
-    return args
+    parser = checkpoint_parser(__doc__.split("\n\n")[0], "results/variance_sources")
+    return check_checkpoint_args(parser, parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> dict:
