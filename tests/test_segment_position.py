@@ -72,16 +72,15 @@ def test_position_survives_save_and_load(tmp_path):
     model.save(tmp_path / "model.zip")
     loaded = RelaxA2C.load(tmp_path / "model.zip", device="cpu")
     assert loaded.cv_segment_position and loaded.policy.cv_segment_position
-    loaded.set_env(model.get_env())
-    loaded.learn(200, reset_num_timesteps=False)  # the loaded model's buffer carries the steps again
     rollout = next(model.rollout_buffer.get(batch_size=None))
     actions = rollout.actions.long().flatten()
     outputs = []
-    for m in (model, loaded):
-        m.policy.load_state_dict(model.policy.state_dict())
+    for m in (model, loaded):  # the saved weights, on the same batch and positions
         _, _, _, dist, features = m.policy.evaluate_actions_with_distribution(rollout.observations, actions)
         outputs.append(torch.stack(m._cv_terms(rollout, dist, actions, features)))
     assert torch.equal(*outputs)
+    loaded.set_env(model.get_env())
+    loaded.learn(200, reset_num_timesteps=False)  # the loaded model's buffer carries the steps again
 
 
 def test_position_needs_c_hat_and_is_refused_with_critic_lambda():
