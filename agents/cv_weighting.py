@@ -26,6 +26,17 @@ class ControlVariateWeighting:
     _cv_coef_estimator: ControlVariateCoefficient | None
     log_grad_variance: bool
 
+    @staticmethod
+    def _check_cv_coef(cv_coef: float | str, cv_coef_max: float) -> None:
+        """Clear errors for a β that is not a finite number ≥ 0 or "auto", and for a bad bound of "auto"'s β."""
+        if cv_coef != "auto" and not (isinstance(cv_coef, (int, float)) and not isinstance(cv_coef, bool)
+                                      and 0 <= float(cv_coef) < float("inf")):
+            raise ValueError(f"cv_coef must be a finite number >= 0 or 'auto', got {cv_coef!r}")
+        if (isinstance(cv_coef_max, bool) or not isinstance(cv_coef_max, (int, float))
+                or not 0 < float(cv_coef_max) < float("inf") or (cv_coef_max != 1.0 and cv_coef != "auto")):
+            raise ValueError(f"cv_coef_max bounds the estimated β of cv_coef='auto' and must be a finite number > 0; "
+                             f"got cv_coef_max={cv_coef_max!r} with cv_coef={cv_coef!r}")
+
     def _cv_weight(self) -> float:
         """β for the next batch: ``cv_coef``, or with "auto" the estimate from the batches before it."""
         if self._cv_coef_estimator is not None:

@@ -71,10 +71,14 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
     :param cv_coef: weight β of ĉ in θ's estimate, ĝ_β = ĝ_off − β (ĝ_off − ĝ_on), i.e. ĉ replaced by β·ĉ (the
         surrogates are linear in ĉ): 1.0 (default) uses ĉ as trained, 0.0 is A2C's estimate; ``"auto"`` estimates
         the variance-minimizing β* = E⟨ĝ_off, d⟩ / E‖d‖² (d = ĝ_off − ĝ_on) from the batches before each one
-        (:class:`relax_rl.variance.ControlVariateCoefficient`, clipped to [0, 1]; logged as ``train/cv_coef``),
+        (:class:`relax_rl.variance.ControlVariateCoefficient`, clipped to [0, ``cv_coef_max``]; logged as
+        ``train/cv_coef``),
         so ĉ can no longer add much variance where it has stopped tracking Â. Any β fixed before the batch
         keeps the estimate unbiased. φ's objective is unchanged (the variance of ĝ_on). "auto" costs one more
         first-order backward pass on the updates that step φ.
+    :param cv_coef_max: upper bound of the estimated β with ``cv_coef="auto"`` (default 1: never more ĉ than as
+        trained). Above 1, a ĉ that points the right way but is too small (it grows from 0 at about φ's learning
+        rate per step) is scaled up to its variance-minimizing size.
     :param cv_segment_position: ĉ also reads the transition's place in its n-step segment, (n_steps − t) / n_steps
         for step t: the share of the segment left before Â_t bootstraps from V. While V lags, Â_t's mean depends on
         it. t is fixed before a_t is drawn, so θ's estimate stays unbiased.
@@ -94,6 +98,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
     cv_regression_coef: float = 0.0
     cv_weight_decay: float = 0.0
     cv_coef: float | str = 1.0
+    cv_coef_max: float = 1.0
     cv_segment_position: bool = False
     _cv_coef_estimator: ControlVariateCoefficient | None = None
 
@@ -124,6 +129,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         cv_regression_coef: float = 0.0,
         cv_weight_decay: float = 0.0,
         cv_coef: float | str = 1.0,
+        cv_coef_max: float = 1.0,
         cv_segment_position: bool = False,
         log_grad_variance: bool | None = None,
         stats_window_size: int = 100,
@@ -148,9 +154,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             raise ValueError(f"cv_weight_decay must be >= 0, got {cv_weight_decay}")
         if action_dependent_cv and use_sde:
             raise ValueError("action_dependent_cv=True does not support use_sde=True (gSDE); set one of them off")
-        if cv_coef != "auto" and not (isinstance(cv_coef, (int, float)) and not isinstance(cv_coef, bool)
-                                      and 0 <= float(cv_coef) < float("inf")):
-            raise ValueError(f"cv_coef must be a finite number >= 0 or 'auto', got {cv_coef!r}")
+        self._check_cv_coef(cv_coef, cv_coef_max)
         policy_kwargs = dict(policy_kwargs or {})
         initial_cv_lr = cv_learning_rate if isinstance(cv_learning_rate, (int, float)) else cv_learning_rate(1.0)
         policy_kwargs.update(
@@ -189,7 +193,8 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         self.cv_weight_decay = float(cv_weight_decay)
         self.cv_coef = cv_coef if isinstance(cv_coef, str) else float(cv_coef)
         self.cv_segment_position = bool(cv_segment_position) and self.action_dependent_cv
-        self._cv_coef_estimator = ControlVariateCoefficient() if cv_coef == "auto" else None
+        self.cv_coef_max = float(cv_coef_max)
+        self._cv_coef_estimator = ControlVariateCoefficient(max_value=cv_coef_max) if cv_coef == "auto" else None
         free = self.action_dependent_cv and cv_loss_space == "params"
         self.log_grad_variance = free if log_grad_variance is None else bool(log_grad_variance)
         self._grad_mean: torch.Tensor | None = None

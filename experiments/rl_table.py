@@ -69,6 +69,9 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "relax-a2c (1 env, 200-step segments)": ("relax-a2c", ("n_envs=1", "n_steps=200"), ("discrete", "box")),
     "relax-a2c (c-hat off, 1 env, 200-step segments)": ("relax-a2c", ("action_dependent_cv=False", "n_envs=1",
                                                                       "n_steps=200"), ("discrete", "box")),
+    # optional: the same regime with β = cv_coef auto allowed up to 10, so a ĉ that is still too small is scaled up
+    "relax-a2c (cv_coef auto up to 10, 1 env, 200-step segments)": (
+        "relax-a2c", ("cv_coef=auto", "cv_coef_max=10", "n_envs=1", "n_steps=200"), ("discrete", "box")),
 }
 DEFAULT_ARMS = ["relax-a2c", "relax-a2c (c-hat off)", "a2c", "ppo", "relax-ddpg"]
 

@@ -146,19 +146,25 @@ class ControlVariateCoefficient:
         tr Var(ĝ_β) = tr Var(ĝ_off) − 2β·E⟨ĝ_off, d⟩ + β²·E‖d‖²,   minimized at   β* = E⟨ĝ_off, d⟩ / E‖d‖².
 
     ``value`` is β* from exponential moving averages (weight ``1 − decay``) over the batches already seen,
-    clipped to [0, 1]: 0 falls back to ĝ_off, 1 is the control variate as trained. Each batch's two sums are
-    divided by its own ‖ĝ_off‖² + ‖d‖² before they enter the averages, so every batch weighs the same: in RL the
-    gradients' scale falls by orders of magnitude as the policy converges, and raw averages would answer with
-    the scale of long-past batches. Call ``update`` after using ``value`` on a batch, never before (β must not
-    depend on the batch it weights). Because the surrogates are linear in c, ĝ_β is the estimate with c
-    replaced by β·c. Until d has been non-zero once, ``value`` stays at ``initial``.
+    clipped to [0, ``max_value``]: 0 falls back to ĝ_off, 1 is the control variate as trained, and β > 1 (only
+    with ``max_value`` > 1) scales up a control variate that points the right way but is too small. Each batch's
+    two sums are divided by its own ‖ĝ_off‖² + ‖d‖² before they enter the averages, so every batch weighs the
+    same: in RL the gradients' scale falls by orders of magnitude as the policy converges, and raw averages would
+    answer with the scale of long-past batches. Call ``update`` after using ``value`` on a batch, never before
+    (β must not depend on the batch it weights). Because the surrogates are linear in c, ĝ_β is the estimate with
+    c replaced by β·c. Until d has been non-zero once, ``value`` stays at ``initial``.
     """
 
-    def __init__(self, decay: float = 0.99, initial: float = 1.0) -> None:
+    max_value: float = 1.0  # estimators pickled before the bound existed
+
+    def __init__(self, decay: float = 0.99, initial: float = 1.0, max_value: float = 1.0) -> None:
         if not 0.0 <= float(decay) < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
+        if not 0.0 < float(max_value) < math.inf:
+            raise ValueError(f"max_value must be a finite number > 0, got {max_value}")
         self.decay = float(decay)
-        self.value = float(initial)
+        self.max_value = float(max_value)
+        self.value = min(max(float(initial), 0.0), self.max_value)
         self.cross = 0.0  # EMA of ⟨ĝ_off, d⟩ / (‖ĝ_off‖² + ‖d‖²)
         self.norm = 0.0  # EMA of ‖d‖² / (‖ĝ_off‖² + ‖d‖²)
 
@@ -181,4 +187,4 @@ class ControlVariateCoefficient:
         self.cross = self.decay * self.cross + (1.0 - self.decay) * cross
         self.norm = self.decay * self.norm + (1.0 - self.decay) * norm
         if self.norm > 0.0:
-            self.value = min(max(self.cross / self.norm, 0.0), 1.0)
+            self.value = min(max(self.cross / self.norm, 0.0), self.max_value)

@@ -121,12 +121,14 @@ def test_agent_gradient_stays_unbiased_with_a_large_cv():
     assert worst < 4.5
 
 
+@pytest.mark.parametrize("weight", [0.4, 3.0])
 @pytest.mark.parametrize("continuous", [False, True], ids=["relax-discrete", "lax-continuous"])
-def test_agent_gradient_stays_unbiased_with_a_weighted_cv(continuous):
-    """cv_coef < 1 (fixed, or β from "auto") weights every ĉ term alike: still unbiased with a large ĉ."""
+def test_agent_gradient_stays_unbiased_with_a_weighted_cv(continuous, weight):
+    """β = cv_coef ≠ 1 (fixed, or from "auto", whose bound cv_coef_max may exceed 1) weights every ĉ term alike:
+    still unbiased with a large ĉ, shrunk or scaled up."""
     model = _trained_model(continuous)
     _amplify_cv(model)
-    model.cv_coef = 0.4
+    model.cv_coef = weight
     worst, _ = _max_z(model, continuous)
     assert worst < 4.5
 

@@ -130,6 +130,9 @@ def test_bad_arguments_get_clear_errors():
     for bad in ("optimal", -0.5, float("nan"), float("inf"), None, True):
         with pytest.raises(ValueError, match="cv_coef must be a finite number >= 0 or 'auto'"):
             RelaxA2C("MlpPolicy", "CartPole-v1", cv_coef=bad)
+    for coef, bound in (("auto", 0.0), ("auto", float("inf")), ("auto", "3"), (0.5, 3.0)):
+        with pytest.raises(ValueError, match="cv_coef_max bounds the estimated β of cv_coef='auto'"):
+            RelaxA2C("MlpPolicy", "CartPole-v1", cv_coef=coef, cv_coef_max=bound)
     with pytest.raises(ValueError, match="Unknown environment 'Cartpole-v1'. Did you mean: CartPole-v1"):
         RelaxA2C("MlpPolicy", "Cartpole-v1")
 
@@ -405,19 +408,25 @@ def test_cv_coef_weights_c_hat_linearly_in_thetas_estimate(kind):
                 torch.testing.assert_close(g, b + weight * (a - b), rtol=1e-5, atol=1e-6)
 
 
-def test_cv_coef_auto_estimates_beta_logs_it_and_keeps_it_through_save_and_load(tmp_path):
+@pytest.mark.parametrize("bound", [1.0, 50.0])
+def test_cv_coef_auto_estimates_beta_logs_it_and_keeps_it_through_save_and_load(tmp_path, bound):
+    """β is the running β* clipped to [0, cv_coef_max]. A young ĉ (its output scale grows from 0 at about φ's
+    learning rate per step) points the right way but is too small, so β* > 1: the default bound clips it to 1, a
+    wider one keeps it. The estimator and its bound survive save/load."""
     from stable_baselines3.common.logger import configure
 
     model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=8, seed=0, device="cpu", cv_coef="auto",
-                     cv_learning_rate=1e-2)
+                     cv_coef_max=bound)
     model.set_logger(configure(None, []))
     model.learn(8 * 150)
     estimator = model._cv_coef_estimator
-    assert estimator.norm > 0 and 0.0 <= estimator.value <= 1.0
+    beta_star = estimator.cross / estimator.norm
+    assert estimator.norm > 0 and 1.0 < beta_star < 50.0
+    assert estimator.value == min(beta_star, bound)
     assert model.logger.name_to_value["train/cv_coef"] == estimator.value
     model.save(tmp_path / "auto")
     loaded = RelaxA2C.load(tmp_path / "auto", device="cpu")
-    assert loaded.cv_coef == "auto"
+    assert loaded.cv_coef == "auto" and loaded.cv_coef_max == bound == loaded._cv_coef_estimator.max_value
     assert (loaded._cv_coef_estimator.value, loaded._cv_coef_estimator.cross, loaded._cv_coef_estimator.norm) == (
         estimator.value, estimator.cross, estimator.norm)
     obs = model.get_env().reset()

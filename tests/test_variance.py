@@ -219,16 +219,18 @@ def _coefficient_samples(n_batches, cv_signal, cv_noise, dim=400, seed=0):
                                                     (cv_signal * n + cv_noise * e).split(dim // 2), strict=True)]
 
 
-@pytest.mark.parametrize("cv_signal, cv_noise", [(1.0, 0.5), (0.5, 0.2), (0.0, 1.0), (1.0, 0.0)])
-def test_control_variate_coefficient_finds_the_variance_minimizing_weight(cv_signal, cv_noise):
-    """β̂ converges to β* = E⟨ĝ_off, d⟩ / E‖d‖² (clipped to [0, 1]); on fresh batches ĝ_off − β̂·d then has no
-    more total variance than either estimate alone. A useless control variate (pure noise) gets β ≈ 0."""
+@pytest.mark.parametrize("cv_signal, cv_noise, max_value", [(1.0, 0.5, 1.0), (0.5, 0.2, 1.0), (0.0, 1.0, 1.0),
+                                                              (1.0, 0.0, 1.0), (0.5, 0.2, 3.0), (0.2, 0.1, 3.0)])
+def test_control_variate_coefficient_finds_the_variance_minimizing_weight(cv_signal, cv_noise, max_value):
+    """β̂ converges to β* = E⟨ĝ_off, d⟩ / E‖d‖² (clipped to [0, max_value]); on fresh batches ĝ_off − β̂·d then has
+    no more total variance than either estimate alone. A useless control variate (pure noise) gets β ≈ 0; one that
+    is too small (β* = 1.72) gets scaled up when the bound allows, and stops at the bound (β* = 4) otherwise."""
     from relax_rl.variance import ControlVariateCoefficient
 
-    coefficient = ControlVariateCoefficient(decay=0.99)
+    coefficient = ControlVariateCoefficient(decay=0.99, max_value=max_value)
     for off, on in _coefficient_samples(1500, cv_signal, cv_noise):
         coefficient.update(off, on)
-    optimal = min(cv_signal / (cv_signal**2 + cv_noise**2), 1.0)
+    optimal = min(cv_signal / (cv_signal**2 + cv_noise**2), max_value)
     assert abs(coefficient.value - optimal) < 0.05
     fresh = list(_coefficient_samples(400, cv_signal, cv_noise, seed=1))
     stack = lambda parts: torch.stack([torch.cat(p) for p in parts])  # noqa: E731
@@ -251,3 +253,6 @@ def test_control_variate_coefficient_keeps_its_initial_value_until_the_cv_differ
         coefficient.update([torch.full((3,), float("nan"))], [torch.ones(3)])
     with pytest.raises(ValueError, match="decay"):
         ControlVariateCoefficient(decay=1.0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="max_value must be a finite number > 0"):
+            ControlVariateCoefficient(max_value=bad)
