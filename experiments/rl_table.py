@@ -72,6 +72,10 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     # optional: the same regime with β = cv_coef auto allowed up to 10, so a ĉ that is still too small is scaled up
     "relax-a2c (cv_coef auto up to 10, 1 env, 200-step segments)": (
         "relax-a2c", ("cv_coef=auto", "cv_coef_max=10", "n_envs=1", "n_steps=200"), ("discrete", "box")),
+    # optional: and φ's learning rate 10× the default, so ĉ grows to Â's size within the first 20k steps
+    "relax-a2c (cv_coef auto up to 10, phi lr 0.01, 1 env, 200-step segments)": (
+        "relax-a2c", ("cv_coef=auto", "cv_coef_max=10", "cv_learning_rate=0.01", "n_envs=1", "n_steps=200"),
+        ("discrete", "box")),
 }
 DEFAULT_ARMS = ["relax-a2c", "relax-a2c (c-hat off)", "a2c", "ppo", "relax-ddpg"]
 

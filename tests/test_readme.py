@@ -50,6 +50,10 @@ CARTPOLE_ROWS = (
     ("relax-a2c (1 env, 200-step segments)",
      "relax-a2c, the paper's regime: 1 env, 200-step segments (`n_envs=1 n_steps=200`)"),
     ("relax-a2c (c-hat off, 1 env, 200-step segments)", "relax-a2c, ĉ off, 1 env, 200-step segments"),
+    ("relax-a2c (cv_coef auto up to 10, 1 env, 200-step segments)",
+     "relax-a2c, 1 env, 200-step segments, β up to 10 (`cv_coef=auto cv_coef_max=10`)"),
+    ("relax-a2c (cv_coef auto up to 10, phi lr 0.01, 1 env, 200-step segments)",
+     "relax-a2c, 1 env, 200-step segments, β up to 10, φ's learning rate 0.01"),
 )
 
 
@@ -138,6 +142,9 @@ VARIANCE_ROWS = (
      "CartPole-v1, the paper's regime: 1 env, 200-step segments, seeds 0-2 (`variance_200_step_segments`)"),
     ("variance_inverted_pendulum_200_step_segments", "InvertedPendulum-v5",
      "InvertedPendulum-v5, 1 env, 200-step segments, seeds 0-2 (`variance_inverted_pendulum_200_step_segments`)"),
+    ("variance_auto_beta10_200_step_segments", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, β up to 10 (`cv_coef=auto cv_coef_max=10`), seeds 0-2 "
+     "(`variance_auto_beta10_200_step_segments`)"),
     ("variance_inverted_pendulum_phi_every_4th", "InvertedPendulum-v5",
      "InvertedPendulum-v5, φ on every 4th update (`variance_inverted_pendulum_phi_every_4th`)"),
     ("variance_inverted_pendulum_phi_weight_decay", "InvertedPendulum-v5",
