@@ -164,6 +164,8 @@ VARIANCE_ROWS = (
      "CartPole-v1, ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
     ("variance_cv_coef_auto", "InvertedPendulum-v5",
      "InvertedPendulum-v5 (1 env, before the tuning), ĉ weighted by the estimated optimal β (`variance_cv_coef_auto`)"),
+    ("variance_cv_coef_auto_beta10", "CartPole-v1",
+     "CartPole-v1, β up to 10 (`cv_coef=auto cv_coef_max=10`; `variance_cv_coef_auto_beta10`)"),
     ("variance_cv_coef_auto_phi_every_4th", "CartPole-v1",
      "CartPole-v1, `cv_coef=auto` and φ on every 4th update (`variance_cv_coef_auto_phi_every_4th`)"),
     ("variance_cv_coef_auto_phi_every_4th", "InvertedPendulum-v5",
