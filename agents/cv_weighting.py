@@ -33,14 +33,20 @@ class ControlVariateWeighting:
                                       and 0 <= float(cv_coef) < float("inf")):
             raise ValueError(f"cv_coef must be a finite number >= 0 or 'auto', got {cv_coef!r}")
         if (isinstance(cv_coef_max, bool) or not isinstance(cv_coef_max, (int, float))
-                or not 0 < float(cv_coef_max) < float("inf") or (cv_coef_max != 1.0 and cv_coef != "auto")):
-            raise ValueError(f"cv_coef_max bounds the estimated β of cv_coef='auto' and must be a finite number > 0; "
-                             f"got cv_coef_max={cv_coef_max!r} with cv_coef={cv_coef!r}")
+                or not 0 < float(cv_coef_max) < float("inf")):
+            raise ValueError(f"cv_coef_max (the bound of cv_coef='auto''s estimated β) must be a finite number > 0, "
+                             f"got {cv_coef_max!r}")
+        if cv_coef_max != 1.0 and cv_coef != "auto":
+            raise ValueError(f"cv_coef_max bounds the estimated β of cv_coef='auto' only; with a fixed "
+                             f"cv_coef={cv_coef!r} leave it at 1 (got cv_coef_max={cv_coef_max!r})")
 
     def _cv_weight(self) -> float:
-        """β for the next batch: ``cv_coef``, or with "auto" the estimate from the batches before it."""
+        """β for the next batch: ``cv_coef``, or with "auto" the estimate from the batches before it, within
+        [0, ``cv_coef_max``] (a bound changed after construction, e.g. by ``load(..., cv_coef_max=...)``, holds
+        from here on)."""
         if self._cv_coef_estimator is not None:
-            return self._cv_coef_estimator.value
+            self._cv_coef_estimator.max_value = float(self.cv_coef_max)
+            return min(self._cv_coef_estimator.value, self._cv_coef_estimator.max_value)
         return float(self.cv_coef)
 
     @staticmethod

@@ -90,8 +90,9 @@ class RelaxDDPG(RelaxA2C):
         A number λ_c in [0, 1]: TD(λ_c) targets from the same rollout (λ_c = 0: r_t + γ V(s_{t+1}), free of the
         later actions' noise). The actor's estimate stays unbiased either way; only the critic's fit changes.
 
-    RelaxA2C's ``cv_coef`` applies as well; here its ĝ_off is mean_t R̂_t ∇log π (no baseline at all: the critic is
-    the whole baseline), so β weighs the critic between plain REINFORCE (0) and the LAX estimate (1, the default).
+    RelaxA2C's ``cv_coef`` (and ``cv_coef_max``) applies as well; here its ĝ_off is mean_t R̂_t ∇log π (no
+    baseline at all: the critic is the whole baseline), so β weighs the critic between plain REINFORCE (0) and the
+    LAX estimate (1, the default).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": RelaxDDPGPolicy}

@@ -152,7 +152,7 @@ class ControlVariateCoefficient:
     same: in RL the gradients' scale falls by orders of magnitude as the policy converges, and raw averages would
     answer with the scale of long-past batches. Call ``update`` after using ``value`` on a batch, never before
     (β must not depend on the batch it weights). Because the surrogates are linear in c, ĝ_β is the estimate with
-    c replaced by β·c. Until d has been non-zero once, ``value`` stays at ``initial``.
+    c replaced by β·c. Until d has been non-zero once, ``value`` stays at ``initial`` (clipped to the same range).
     """
 
     max_value: float = 1.0  # estimators pickled before the bound existed
@@ -162,6 +162,8 @@ class ControlVariateCoefficient:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         if not 0.0 < float(max_value) < math.inf:
             raise ValueError(f"max_value must be a finite number > 0, got {max_value}")
+        if not math.isfinite(float(initial)):
+            raise ValueError(f"initial must be a finite number, got {initial}")
         self.decay = float(decay)
         self.max_value = float(max_value)
         self.value = min(max(float(initial), 0.0), self.max_value)

@@ -124,8 +124,8 @@ def test_agent_gradient_stays_unbiased_with_a_large_cv():
 @pytest.mark.parametrize("weight", [0.4, 3.0])
 @pytest.mark.parametrize("continuous", [False, True], ids=["relax-discrete", "lax-continuous"])
 def test_agent_gradient_stays_unbiased_with_a_weighted_cv(continuous, weight):
-    """β = cv_coef ≠ 1 (fixed, or from "auto", whose bound cv_coef_max may exceed 1) weights every ĉ term alike:
-    still unbiased with a large ĉ, shrunk or scaled up."""
+    """A fixed β = cv_coef ≠ 1 weights every ĉ term alike: still unbiased with a large ĉ, shrunk (0.4) or scaled up
+    (3, a value "auto" can reach once cv_coef_max > 1; "auto"'s β is fixed before each batch in the same way)."""
     model = _trained_model(continuous)
     _amplify_cv(model)
     model.cv_coef = weight

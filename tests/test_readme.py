@@ -145,6 +145,9 @@ VARIANCE_ROWS = (
     ("variance_auto_beta10_200_step_segments", "CartPole-v1",
      "CartPole-v1, 1 env, 200-step segments, β up to 10 (`cv_coef=auto cv_coef_max=10`), seeds 0-2 "
      "(`variance_auto_beta10_200_step_segments`)"),
+    ("variance_inverted_pendulum_auto_beta10_200_step_segments", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, 1 env, 200-step segments, β up to 10, seeds 0-2 "
+     "(`variance_inverted_pendulum_auto_beta10_200_step_segments`)"),
     ("variance_lunar_lander_200_step_segments", "LunarLander-v3",
      "LunarLander-v3, 1 env, 200-step segments, seed 0 (`variance_lunar_lander_200_step_segments`)"),
     ("variance_lunar_lander_auto_beta10_200_step_segments", "LunarLander-v3",

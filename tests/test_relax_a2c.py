@@ -130,9 +130,11 @@ def test_bad_arguments_get_clear_errors():
     for bad in ("optimal", -0.5, float("nan"), float("inf"), None, True):
         with pytest.raises(ValueError, match="cv_coef must be a finite number >= 0 or 'auto'"):
             RelaxA2C("MlpPolicy", "CartPole-v1", cv_coef=bad)
-    for coef, bound in (("auto", 0.0), ("auto", float("inf")), ("auto", "3"), (0.5, 3.0)):
-        with pytest.raises(ValueError, match="cv_coef_max bounds the estimated β of cv_coef='auto'"):
-            RelaxA2C("MlpPolicy", "CartPole-v1", cv_coef=coef, cv_coef_max=bound)
+    for bound in (0.0, float("inf"), float("nan"), "3", True):
+        with pytest.raises(ValueError, match="cv_coef_max .* must be a finite number > 0"):
+            RelaxA2C("MlpPolicy", "CartPole-v1", cv_coef="auto", cv_coef_max=bound)
+    with pytest.raises(ValueError, match="cv_coef_max bounds the estimated β of cv_coef='auto' only"):
+        RelaxA2C("MlpPolicy", "CartPole-v1", cv_coef=0.5, cv_coef_max=3.0)
     with pytest.raises(ValueError, match="Unknown environment 'Cartpole-v1'. Did you mean: CartPole-v1"):
         RelaxA2C("MlpPolicy", "Cartpole-v1")
 
@@ -427,6 +429,9 @@ def test_cv_coef_auto_estimates_beta_logs_it_and_keeps_it_through_save_and_load(
     model.save(tmp_path / "auto")
     loaded = RelaxA2C.load(tmp_path / "auto", device="cpu")
     assert loaded.cv_coef == "auto" and loaded.cv_coef_max == bound == loaded._cv_coef_estimator.max_value
+    if bound > 1.0:  # a bound passed to load() holds from the next batch on
+        rebound = RelaxA2C.load(tmp_path / "auto", device="cpu", cv_coef_max=1.0)
+        assert rebound._cv_weight() == 1.0 and rebound._cv_coef_estimator.max_value == 1.0
     assert (loaded._cv_coef_estimator.value, loaded._cv_coef_estimator.cross, loaded._cv_coef_estimator.norm) == (
         estimator.value, estimator.cross, estimator.norm)
     obs = model.get_env().reset()

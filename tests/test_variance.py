@@ -256,3 +256,6 @@ def test_control_variate_coefficient_keeps_its_initial_value_until_the_cv_differ
     for bad in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="max_value must be a finite number > 0"):
             ControlVariateCoefficient(max_value=bad)
+    with pytest.raises(ValueError, match="initial must be a finite number"):
+        ControlVariateCoefficient(initial=float("nan"))
+    assert ControlVariateCoefficient(initial=1.0, max_value=0.5).value == 0.5
