@@ -47,10 +47,17 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     :param cv_common_random_numbers: build z̃ from the v that reproduces z (DESIGN §3) instead of the stored v.
     :param cv_segment_position: ĉ takes one more input per sample, the transition's place in its rollout segment
         (``segment_position`` of :meth:`control_variate_terms`; the algorithm chooses the encoding).
+    :param cv_advantage_scale: ĉ's output is in units of the advantages' spread: ĉ = σ̂ · ĉ_net, with σ̂ a running
+        standard deviation of the score targets Â of the batches before (:meth:`observe_advantages`; 1 before the
+        first). φ's optimizer moves ĉ_net by about its learning rate per step, so without σ̂ ĉ stays far below Â
+        when Â is large (e.g. Monte-Carlo-like returns). σ̂ is fixed during a batch, so ĉ stays a fixed function
+        of (a, s) for θ's estimate and unbiasedness is untouched.
     """
 
     #: ĉ's learned output scale starts here (0: a fresh estimator is A2C's); None: no scale.
     cv_scale_init: float | None = 0.0
+    #: decay of σ̂'s moving average (``cv_advantage_scale``); bias-corrected, so σ̂ is the first batch's σ at first.
+    cv_advantage_scale_decay: float = 0.99
 
     def __init__(
         self,
@@ -67,6 +74,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         cv_temperature_init: float = 1.0,
         cv_common_random_numbers: bool = False,
         cv_segment_position: bool = False,
+        cv_advantage_scale: bool = False,
         **kwargs: Any,
     ) -> None:
         if action_dependent_cv and not isinstance(action_space, (*DISCRETE_SPACES, spaces.Box)):
@@ -85,6 +93,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         self.cv_temperature_init = float(cv_temperature_init)
         self.cv_common_random_numbers = bool(cv_common_random_numbers)
         self.cv_segment_position = bool(cv_segment_position)
+        self.cv_advantage_scale = bool(cv_advantage_scale)
         self.relaxation = ActionRelaxation(action_space) if isinstance(action_space, DISCRETE_SPACES) else None
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
@@ -104,6 +113,9 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
                                         scale_init=self.cv_scale_init)
         if self.relaxation is not None:
             self.cv_log_temperature = nn.Parameter(torch.tensor(math.log(self.cv_temperature_init)))
+        if self.cv_advantage_scale:  # buffers, not parameters: saved with the policy, never stepped by an optimizer
+            self.register_buffer("cv_advantage_std_average", torch.tensor(0.0))
+            self.register_buffer("cv_advantage_batches", torch.tensor(0.0))
         self.cv_optimizer = self.cv_optimizer_class(self.cv_parameters(), lr=self.cv_learning_rate,
                                                     **self._cv_optimizer_defaults(), **self.cv_optimizer_kwargs)
 
@@ -129,6 +141,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             cv_temperature_init=self.cv_temperature_init,
             cv_common_random_numbers=self.cv_common_random_numbers,
             cv_segment_position=self.cv_segment_position,
+            cv_advantage_scale=self.cv_advantage_scale,
         )
         return data
 
@@ -148,6 +161,29 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     @property
     def cv_temperature(self) -> torch.Tensor:
         return self.cv_log_temperature.exp()
+
+    @property
+    def cv_output_multiplier(self) -> torch.Tensor | None:
+        """σ̂ of ``cv_advantage_scale`` (None when off): the bias-corrected moving average of std(Â) over the
+        batches observed so far, 1 before the first."""
+        if not (self.action_dependent_cv and self.cv_advantage_scale):
+            return None
+        batches, average = self.cv_advantage_batches, self.cv_advantage_std_average
+        corrected = average / (1 - self.cv_advantage_scale_decay ** batches).clamp_min(1e-12)
+        return torch.where(batches > 0, corrected, torch.ones_like(average))  # (no host sync on a GPU)
+
+    @torch.no_grad()
+    def observe_advantages(self, advantages: torch.Tensor) -> None:
+        """Fold one batch's std(Â) into σ̂, after the batch's updates (so no batch's ĉ depends on its own Â).
+        A batch whose std is not a finite number > 0 (one sample, all equal) is skipped."""
+        if self.cv_output_multiplier is None or advantages.numel() < 2:
+            return
+        std = advantages.detach().float().std()
+        if not (torch.isfinite(std) and std > 0):
+            return
+        decay = self.cv_advantage_scale_decay
+        self.cv_advantage_std_average.mul_(decay).add_((1 - decay) * std.to(self.cv_advantage_std_average))
+        self.cv_advantage_batches.add_(1)
 
     # ------------------------------------------------------------------------------------------
     # forward passes
@@ -196,8 +232,11 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         return torch.cat([features.detach(), segment_position.reshape(-1, 1).to(features.dtype)], dim=-1)
 
     def cv_value(self, features: torch.Tensor, action_input: torch.Tensor) -> torch.Tensor:
-        """ĉ_φ(a, s) on detached features and a (relaxed) action, one value per sample."""
-        return self.cv_net(torch.cat([features.detach(), action_input], dim=-1))
+        """ĉ_φ(a, s) on detached features and a (relaxed) action, one value per sample (times σ̂ with
+        ``cv_advantage_scale``)."""
+        c_hat = self.cv_net(torch.cat([features.detach(), action_input], dim=-1))
+        multiplier = self.cv_output_multiplier
+        return c_hat if multiplier is None else multiplier * c_hat
 
     def control_variate_terms(
         self,

@@ -82,6 +82,9 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
     :param cv_segment_position: ĉ also reads the transition's place in its n-step segment, (n_steps − t) / n_steps
         for step t: the share of the segment left before Â_t bootstraps from V. While V lags, Â_t's mean depends on
         it. t is fixed before a_t is drawn, so θ's estimate stays unbiased.
+    :param cv_advantage_scale: ĉ's output is multiplied by σ̂, a running std of Â over the batches before each one
+        (logged as ``train/cv_advantage_scale``), so ĉ is learned in units of Â's spread instead of growing from 0
+        at about φ's learning rate per step. σ̂ is fixed during a batch: θ's estimate stays unbiased.
     :param log_grad_variance: log ``train/grad_variance``, a running estimate of the estimator's variance. It is
         free when ĉ is trained on the weights' gradient (it reuses that gradient); otherwise it costs an extra
         backward pass per update. Default (None): on exactly when it is free.
@@ -100,6 +103,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
     cv_coef: float | str = 1.0
     cv_coef_max: float = 1.0
     cv_segment_position: bool = False
+    cv_advantage_scale: bool = False
     _cv_coef_estimator: ControlVariateCoefficient | None = None
 
     def __init__(
@@ -131,6 +135,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         cv_coef: float | str = 1.0,
         cv_coef_max: float = 1.0,
         cv_segment_position: bool = False,
+        cv_advantage_scale: bool = False,
         log_grad_variance: bool | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -163,6 +168,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             cv_common_random_numbers=cv_common_random_numbers,
             cv_temperature_init=cv_temperature_init,
             cv_segment_position=bool(cv_segment_position) and bool(action_dependent_cv),
+            cv_advantage_scale=bool(cv_advantage_scale),
         )
         if cv_net_arch is not None:
             policy_kwargs["cv_net_arch"] = list(cv_net_arch)
@@ -194,6 +200,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         self.cv_coef = cv_coef if isinstance(cv_coef, str) else float(cv_coef)
         self.cv_segment_position = bool(cv_segment_position) and self.action_dependent_cv
         self.cv_coef_max = float(cv_coef_max)
+        self.cv_advantage_scale = bool(cv_advantage_scale) and self.action_dependent_cv
         self._cv_coef_estimator = ControlVariateCoefficient(max_value=cv_coef_max) if cv_coef == "auto" else None
         free = self.action_dependent_cv and cv_loss_space == "params"
         self.log_grad_variance = free if log_grad_variance is None else bool(log_grad_variance)
@@ -219,6 +226,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         return self.action_dependent_cv and isinstance(self.action_space, DISCRETE_SPACES)
 
     def _setup_model(self) -> None:
+        self._check_cv_coef(self.cv_coef, self.cv_coef_max)  # again: load(..., cv_coef_max=...) skips __init__
         if self._stores_noise or self.cv_segment_position:
             dict_obs = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = RelaxDictRolloutBuffer if dict_obs else RelaxRolloutBuffer
@@ -226,6 +234,9 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "noise_dim": noise_dim}
         super()._setup_model()
         self.cv_lr_schedule = FloatSchedule(self.cv_learning_rate)
+        if self.cv_advantage_scale != (self.policy.cv_output_multiplier is not None):  # load(..., cv_advantage_scale=)
+            raise ValueError(f"cv_advantage_scale={self.cv_advantage_scale} does not match the policy (σ̂ is part of "
+                             "its saved state): a loaded model keeps the setting it was trained with")
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
@@ -271,6 +282,8 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             self.logger.record("train/std", torch.exp(policy.log_std).mean().item())
         if self.action_dependent_cv and stats["cv_loss"]:  # (none on updates that skip φ's step)
             self._record_cv_diagnostics(stats["cv_loss"], stats["advantages"], stats["c_hat"])
+        if self.cv_advantage_scale:  # after the batch's steps and logs: the next batch's σ̂
+            policy.observe_advantages(stats["advantages"])
 
     def _cv_terms(self, rollout_data: Any, distribution: Any, actions: torch.Tensor, features: torch.Tensor,
                   use_cv: bool = True):

@@ -54,6 +54,9 @@ class RelaxDDPGPolicy(RelaxActorCriticPolicy):
                  *args: Any, cv_net_arch: list[int] | None = None, cv_activation_fn: type[nn.Module] = nn.ReLU,
                  **kwargs: Any) -> None:
         _require_bounded_box(action_space, "RelaxDDPG")
+        if kwargs.get("cv_advantage_scale"):
+            raise ValueError("RelaxDDPG's critic c_φ(s, a) is a full action value, not a correction in units of Â: "
+                             "cv_advantage_scale is for RelaxA2C's ĉ only")
         kwargs.setdefault("log_std_init", -0.5)
         super().__init__(observation_space, action_space, lr_schedule, *args,
                          cv_net_arch=cv_net_arch if cv_net_arch is not None else [400, 300],

@@ -31,6 +31,8 @@ class UpdateLogging:
         self.logger.record("train/cv_loss", cv_losses[0])
         if self._cv_coef_estimator is not None or self.cv_coef != 1.0:
             self.logger.record("train/cv_coef", self._cv_weight())
+        if self.policy.cv_output_multiplier is not None:
+            self.logger.record("train/cv_advantage_scale", self.policy.cv_output_multiplier.item())
         if self.policy.cv_net.scale is not None:
             self.logger.record("train/cv_scale", self.policy.cv_net.scale.item())
         if self.policy.relaxation is not None:

@@ -76,6 +76,10 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "relax-a2c (cv_coef auto up to 10, phi lr 0.01, 1 env, 200-step segments)": (
         "relax-a2c", ("cv_coef=auto", "cv_coef_max=10", "cv_learning_rate=0.01", "n_envs=1", "n_steps=200"),
         ("discrete", "box")),
+    # optional: the regime with ĉ's output in units of a running std of Â (cv_advantage_scale), so ĉ is not
+    # limited to growing at about φ's learning rate per step
+    "relax-a2c (c-hat in units of the advantage spread, 1 env, 200-step segments)": (
+        "relax-a2c", ("cv_advantage_scale=True", "n_envs=1", "n_steps=200"), ("discrete", "box")),
 }
 DEFAULT_ARMS = ["relax-a2c", "relax-a2c (c-hat off)", "a2c", "ppo", "relax-ddpg"]
 

@@ -61,10 +61,10 @@ def _exact_gradient(model, continuous):
 _TRAINED: dict[bool, dict] = {}
 
 
-def _new_model(continuous, seed=0):
+def _new_model(continuous, seed=0, **kwargs):
     env = DummyVecEnv([lambda: OneStepBandit(continuous)] * 8)
     return RelaxA2C("MlpPolicy", env, n_steps=2, seed=seed, device="cpu", learning_rate=1e-4,
-                    cv_learning_rate=3e-3, policy_kwargs={"net_arch": [8]})
+                    cv_learning_rate=3e-3, policy_kwargs={"net_arch": [8]}, **kwargs)
 
 
 def _trained_model(continuous):
@@ -131,6 +131,22 @@ def test_agent_gradient_stays_unbiased_with_a_weighted_cv(continuous, weight):
     model.cv_coef = weight
     worst, _ = _max_z(model, continuous)
     assert worst < 4.5
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["relax-discrete", "lax-continuous"])
+def test_agent_gradient_stays_unbiased_with_an_advantage_scaled_cv(continuous):
+    """``cv_advantage_scale`` multiplies every ĉ term by σ̂, fixed during a batch: a large σ̂ (5) on a large ĉ keeps
+    the estimate unbiased, and measuring it leaves σ̂ as it was."""
+    model = _new_model(continuous, cv_advantage_scale=True)
+    model.learn(16 * 20)
+    _amplify_cv(model)
+    policy = model.policy
+    policy.cv_advantage_std_average.fill_(5.0 * (1 - policy.cv_advantage_scale_decay ** 20))
+    policy.cv_advantage_batches.fill_(20)
+    assert policy.cv_output_multiplier.item() == pytest.approx(5.0)
+    worst, _ = _max_z(model, continuous)
+    assert worst < 4.5
+    assert policy.cv_output_multiplier.item() == pytest.approx(5.0)
 
 
 def test_detaching_the_conditional_sample_is_caught(monkeypatch):

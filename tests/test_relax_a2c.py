@@ -432,6 +432,8 @@ def test_cv_coef_auto_estimates_beta_logs_it_and_keeps_it_through_save_and_load(
     if bound > 1.0:  # a bound passed to load() holds from the next batch on
         rebound = RelaxA2C.load(tmp_path / "auto", device="cpu", cv_coef_max=1.0)
         assert rebound._cv_weight() == 1.0 and rebound._cv_coef_estimator.max_value == 1.0
+        with pytest.raises(ValueError, match="cv_coef_max .* must be a finite number > 0"):
+            RelaxA2C.load(tmp_path / "auto", device="cpu", cv_coef_max=0.0)
     assert (loaded._cv_coef_estimator.value, loaded._cv_coef_estimator.cross, loaded._cv_coef_estimator.norm) == (
         estimator.value, estimator.cross, estimator.norm)
     obs = model.get_env().reset()
