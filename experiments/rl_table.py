@@ -80,6 +80,10 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     # limited to growing at about φ's learning rate per step
     "relax-a2c (c-hat in units of the advantage spread, 1 env, 200-step segments)": (
         "relax-a2c", ("cv_advantage_scale=True", "n_envs=1", "n_steps=200"), ("discrete", "box")),
+    # optional: and β = cv_coef auto up to 10
+    "relax-a2c (c-hat in units of the advantage spread, beta up to 10, 1 env, 200-step segments)": (
+        "relax-a2c", ("cv_advantage_scale=True", "cv_coef=auto", "cv_coef_max=10", "n_envs=1", "n_steps=200"),
+        ("discrete", "box")),
 }
 DEFAULT_ARMS = ["relax-a2c", "relax-a2c (c-hat off)", "a2c", "ppo", "relax-ddpg"]
 

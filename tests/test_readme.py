@@ -54,6 +54,8 @@ CARTPOLE_ROWS = (
      "relax-a2c, 1 env, 200-step segments, β up to 10 (`cv_coef=auto cv_coef_max=10`)"),
     ("relax-a2c (cv_coef auto up to 10, phi lr 0.01, 1 env, 200-step segments)",
      "relax-a2c, 1 env, 200-step segments, β up to 10, φ's learning rate 0.01"),
+    ("relax-a2c (c-hat in units of the advantage spread, 1 env, 200-step segments)",
+     "relax-a2c, 1 env, 200-step segments, ĉ in units of Â's spread (`cv_advantage_scale=true`)"),
 )
 
 
@@ -153,6 +155,18 @@ VARIANCE_ROWS = (
     ("variance_lunar_lander_auto_beta10_200_step_segments", "LunarLander-v3",
      "LunarLander-v3, 1 env, 200-step segments, β up to 10, seed 0 "
      "(`variance_lunar_lander_auto_beta10_200_step_segments`)"),
+    ("variance_advantage_scale_200_step_segments", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread (`cv_advantage_scale=true`), seeds 0-2 "
+     "(`variance_advantage_scale_200_step_segments`)"),
+    ("variance_advantage_scale_auto_200_step_segments", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, `cv_coef=auto`, seeds 0-2 "
+     "(`variance_advantage_scale_auto_200_step_segments`)"),
+    ("variance_advantage_scale_auto_beta10_200_step_segments", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, seeds 0-2 "
+     "(`variance_advantage_scale_auto_beta10_200_step_segments`)"),
+    ("variance_inverted_pendulum_advantage_scale_200_step_segments", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, 1 env, 200-step segments, ĉ in units of Â's spread, seeds 0-2 "
+     "(`variance_inverted_pendulum_advantage_scale_200_step_segments`)"),
     ("variance_inverted_pendulum_phi_every_4th", "InvertedPendulum-v5",
      "InvertedPendulum-v5, φ on every 4th update (`variance_inverted_pendulum_phi_every_4th`)"),
     ("variance_inverted_pendulum_phi_weight_decay", "InvertedPendulum-v5",
