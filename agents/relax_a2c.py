@@ -168,7 +168,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             cv_common_random_numbers=cv_common_random_numbers,
             cv_temperature_init=cv_temperature_init,
             cv_segment_position=bool(cv_segment_position) and bool(action_dependent_cv),
-            cv_advantage_scale=bool(cv_advantage_scale),
+            cv_advantage_scale=bool(cv_advantage_scale) and bool(action_dependent_cv),
         )
         if cv_net_arch is not None:
             policy_kwargs["cv_net_arch"] = list(cv_net_arch)

@@ -79,10 +79,12 @@ def test_sigma_hat_survives_save_and_load_and_cannot_be_switched_on_load(tmp_pat
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
     with pytest.raises(ValueError, match="does not match the policy"):
         RelaxA2C.load(tmp_path / "scaled", device="cpu", cv_advantage_scale=False)
-    _model().save(tmp_path / "plain")
+    old = _model()  # a model saved before the option existed: neither the model nor its policy kwargs name it
+    del old.cv_advantage_scale, old.policy_kwargs["cv_advantage_scale"]
+    old.save(tmp_path / "plain")
     with pytest.raises(ValueError, match="does not match the policy"):
         RelaxA2C.load(tmp_path / "plain", device="cpu", cv_advantage_scale=True)
-    plain = RelaxA2C.load(tmp_path / "plain", device="cpu")  # models without the option load as before
+    plain = RelaxA2C.load(tmp_path / "plain", device="cpu")
     assert plain.policy.cv_output_multiplier is None and "cv_advantage_std_average" not in plain.policy.state_dict()
 
 

@@ -56,6 +56,8 @@ CARTPOLE_ROWS = (
      "relax-a2c, 1 env, 200-step segments, β up to 10, φ's learning rate 0.01"),
     ("relax-a2c (c-hat in units of the advantage spread, 1 env, 200-step segments)",
      "relax-a2c, 1 env, 200-step segments, ĉ in units of Â's spread (`cv_advantage_scale=true`)"),
+    ("relax-a2c (c-hat in units of the advantage spread, beta up to 10, 1 env, 200-step segments)",
+     "relax-a2c, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10"),
 )
 
 
@@ -167,6 +169,9 @@ VARIANCE_ROWS = (
     ("variance_inverted_pendulum_advantage_scale_200_step_segments", "InvertedPendulum-v5",
      "InvertedPendulum-v5, 1 env, 200-step segments, ĉ in units of Â's spread, seeds 0-2 "
      "(`variance_inverted_pendulum_advantage_scale_200_step_segments`)"),
+    ("variance_lunar_lander_advantage_scale_auto_beta10_200_step_segments", "LunarLander-v3",
+     "LunarLander-v3, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, seed 0 "
+     "(`variance_lunar_lander_advantage_scale_auto_beta10_200_step_segments`)"),
     ("variance_inverted_pendulum_phi_every_4th", "InvertedPendulum-v5",
      "InvertedPendulum-v5, φ on every 4th update (`variance_inverted_pendulum_phi_every_4th`)"),
     ("variance_inverted_pendulum_phi_weight_decay", "InvertedPendulum-v5",
@@ -295,7 +300,12 @@ def test_readme_throughput_rows_match_the_committed_results():
     goal = (f"1 env × 200-step segments, the default: CartPole {regime[envs[0]]['ratio_relax_to_a2c']:.2f}, "
             f"InvertedPendulum {regime[envs[1]]['ratio_relax_to_a2c']:.2f}, "
             f"LunarLander {regime[envs[2]]['ratio_relax_to_a2c']:.2f} (`cv_coef=auto`, whose cost β's bound does not "
-            "change: " + ", ".join(f"{regime[e]['ratio_relax_auto_to_a2c']:.2f}" for e in envs) + ") |")
+            "change: " + ", ".join(f"{regime[e]['ratio_relax_auto_to_a2c']:.2f}" for e in envs) + "); ")
+    assert goal in readme, goal
+    directory = "throughput_advantage_scale_auto_beta10_200_step_segments"  # σ̂ and β up to 10 on the relax arms
+    (scaled,) = _results(directory, "throughput")
+    assert _throughput_row(scaled, f" (`{directory}`)") in readme
+    goal = f"with ĉ in units of Â's spread and β up to 10: CartPole {scaled['ratio_relax_to_a2c']:.2f} |"
     assert goal in readme, goal
 
 
