@@ -294,6 +294,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=DEFAULT_ARMS)
     parser.add_argument("--seeds", type=positive_int_type, default=None,
                         help="seeds per env (default: 10 CartPole, 5 others)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run from this one on (default 0), e.g. fresh seeds to confirm a chosen arm")
     parser.add_argument("--budget", type=timesteps_type, default=None, help="timesteps per run (default: per env)")
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--out", default="results/rl_table")
@@ -307,6 +309,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.budget = args.budget or QUICK["budget"]
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be >= 0, got {args.first_seed}")
     return args
 
 
@@ -362,7 +366,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{env_id}: '{arm}' is not run, since its settings are a2c's there and its runs would repeat "
               "a2c's bit for bit; read the a2c row", flush=True)
     jobs = [Job(env_id, arm, seed, args.budget or ENVS[env_id][1], ENVS[env_id][0])
-            for env_id, arm in pairs if (env_id, arm) not in skipped for seed in range(args.seeds or ENVS[env_id][2])]
+            for env_id, arm in pairs if (env_id, arm) not in skipped
+            for seed in range(args.first_seed, args.first_seed + (args.seeds or ENVS[env_id][2]))]
     run_jobs(jobs, runs_dir, args.workers)
 
     # the table covers every run in <out>/runs, from this invocation or earlier ones (one table per out dir)

@@ -108,6 +108,9 @@ def test_a_run_another_invocation_is_training_is_left_to_it(tmp_path, capsys):
     table = rl_table.main(["--envs", "CartPole-v1", "--arms", "a2c", "--seeds", "1", "--budget", "200", "--workers",
                            "1", "--out", str(tmp_path)])
     assert table["CartPole-v1"]["195"]["a2c"]["total"] == 1
+    table = rl_table.main(["--envs", "CartPole-v1", "--arms", "a2c", "--seeds", "1", "--first-seed", "3", "--budget",
+                           "200", "--workers", "1", "--out", str(tmp_path / "later_seeds")])
+    assert list(table["CartPole-v1"]["195"]["a2c"]["per_seed"]) == [3]
 
 
 def test_one_of_several_invocations_takes_a_stale_claim(tmp_path):
@@ -276,11 +279,12 @@ def test_rl_table_skips_the_c_hat_off_arm_only_where_it_would_repeat_a2c():
                    for env_id in rl_table.ENVS)
 
 
-def test_rl_table_rejects_unknown_envs_and_arms(capsys):
-    for argv in (["--envs", "Foo-v1"], ["--arms", "sac"]):
+def test_rl_table_rejects_unknown_envs_and_arms_and_a_negative_first_seed(capsys):
+    for argv, message in ((["--envs", "Foo-v1"], "invalid choice"), (["--arms", "sac"], "invalid choice"),
+                          (["--first-seed", "-1"], "--first-seed must be >= 0")):
         with pytest.raises(SystemExit):
             rl_table.parse_args(argv)
-        assert "invalid choice" in capsys.readouterr().err
+        assert message in capsys.readouterr().err
 
 
 tune = _load("tune")
