@@ -74,6 +74,20 @@ def test_readme_rl_table_rows_match_the_committed_results():
         assert row in readme, row
 
 
+def test_readme_fresh_seed_check_matches_the_committed_results():
+    import json
+
+    with open(os.path.join(ROOT, "results", "rl_table_seeds_10_19", "rl_table.json"), encoding="utf-8") as fh:
+        table = json.load(fh)["table"]["CartPole-v1"]
+    arm = "relax-a2c (c-hat in units of the advantage spread, beta up to 10, 1 env, 200-step segments)"
+    off = "relax-a2c (c-hat off, 1 env, 200-step segments)"
+    low = {name: table["195"][name] for name in (arm, off)}
+    better = sum(low[arm]["per_seed"][seed] < low[off]["per_seed"][seed] for seed in low[arm]["per_seed"])
+    stated = (f"{low[arm]['median']:.0f} against ĉ off's {low[off]['median']:.0f} "
+              f"({low[arm]['median'] / low[off]['median']:.2f}×), fewer episodes on {better} of 10 seeds")
+    assert stated in _readme(), stated
+
+
 ONE_THRESHOLD_TABLES = {
     ("InvertedPendulum-v5", "950"): (("relax-a2c", "relax-a2c (LAX)"),
                                      ("relax-a2c (c-hat off)", "relax-a2c, ĉ off (relax-a2c's settings)"),
