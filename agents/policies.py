@@ -163,10 +163,14 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         return self.cv_log_temperature.exp()
 
     @property
+    def _scales_by_advantage(self) -> bool:
+        return self.action_dependent_cv and self.cv_advantage_scale
+
+    @property
     def cv_output_multiplier(self) -> torch.Tensor | None:
         """σ̂ of ``cv_advantage_scale`` (None when off): the bias-corrected moving average of std(Â) over the
         batches observed so far, 1 before the first."""
-        if not (self.action_dependent_cv and self.cv_advantage_scale):
+        if not self._scales_by_advantage:
             return None
         batches, average = self.cv_advantage_batches, self.cv_advantage_std_average
         corrected = average / (1 - self.cv_advantage_scale_decay ** batches).clamp_min(1e-12)
@@ -176,7 +180,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     def observe_advantages(self, advantages: torch.Tensor) -> None:
         """Fold one batch's std(Â) into σ̂, after the batch's updates (so no batch's ĉ depends on its own Â).
         A batch whose std is not a finite number > 0 (one sample, all equal) is skipped."""
-        if self.cv_output_multiplier is None or advantages.numel() < 2:
+        if not self._scales_by_advantage or advantages.numel() < 2:
             return
         std = advantages.detach().float().std()
         if not (torch.isfinite(std) and std > 0):
