@@ -2,7 +2,8 @@
 
 Trains relax-a2c with its packaged config through the training pipeline. At every ``--every`` fraction of the
 budget (after the rollout, before the update) the policy is frozen and two estimators are measured on a
-separate measurement environment (VecNormalize statistics copied from training, frozen):
+separate measurement environment (VecNormalize statistics copied from training at each checkpoint; they
+keep updating during the measurement, frozen only with ``--ideal-baseline``):
 
 - ĉ on: the model's own RELAX/LAX estimate;
 - ĉ off: the same code with ĉ ≡ 0, i.e. SB3's A2C estimate Â ∇log π, at the same θ.
@@ -15,10 +16,11 @@ takes the batch-to-batch luck (a rare long episode, a truncation) out of their r
     python experiments/variance.py --envs CartPole-v1 InvertedPendulum-v5 --out results/variance
     python experiments/variance.py --quick --out /tmp/variance_quick
 
-``--ideal-baseline M`` (CartPole and other classic-control envs) adds, on the same batches, the estimators
-with the ideal baselines of Â, from M Monte Carlo continuations per state and action (``ideal_baseline.py``):
-v(s) = E[Â | s] (a perfect critic), q(s, a) = E[Â | s, a] (the most any ĉ(a, s) can learn) and q(s, a,
-position), which also knows the transition's place in its n-step segment.
+``--ideal-baseline M`` (classic-control and MuJoCo envs, e.g. CartPole-v1 or InvertedPendulum-v5) adds, on the
+same batches, the estimators with the ideal baselines of Â, from M Monte Carlo continuations per state and action
+(for Box actions, the taken one and M fresh draws from π; ``ideal_baseline.py``): v(s) = E[Â | s] (a perfect
+critic), q(s, a) = E[Â | s, a] (the most any ĉ(a, s) can learn) and q(s, a, position), which also knows the
+transition's place in its n-step segment.
 
 Writes ``variance.json``, ``variance.md`` (ratios ĉ-on / ĉ-off) and ``variance.png`` (log-variance against
 training progress, the paper's figure).
@@ -36,7 +38,7 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import DummyVecEnv, unwrap_vec_normalize
+from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
 from relax_rl.diagnostics import gradient_variance, paired_gradient_estimates
 from relax_rl.runs import command_line
@@ -78,10 +80,13 @@ class VarianceProbe(BaseCallback):
         self._ideal = None
         if self.ideal_continuations:
             env = self._measure_env
-            if not (isinstance(env, DummyVecEnv) and hasattr(env.envs[0].unwrapped, "state")
-                    and hasattr(model.action_space, "n")):
-                raise ValueError(f"--ideal-baseline needs a classic-control env with discrete actions whose "
-                                 f"`state` can be set (e.g. CartPole-v1), not {self.env_id}")
+            if not StateRecorder.supports(env, model.action_space):
+                raise ValueError(f"--ideal-baseline needs an env whose state can be set (classic control or MuJoCo, "
+                                 f"e.g. CartPole-v1 or InvertedPendulum-v5) with discrete or Box actions, "
+                                 f"not {self.env_id}")
+            normalizer = unwrap_vec_normalize(env)
+            if normalizer is not None:  # the continuations must normalize as the rollout did
+                normalizer.training = False
             self._measure_env = StateRecorder(env, model.n_steps)
             self._ideal = IdealBaseline(model, self._measure_env, self.ideal_continuations, self.seed)
 
@@ -256,7 +261,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = checkpoint_parser(__doc__.split("\n\n")[0], "results/variance")
     parser.add_argument("--ideal-baseline", type=int, default=0, metavar="M",
                         help="also measure the ideal action-dependent baseline q(s, a), estimated from M continuations "
-                             "per state and action (classic-control envs with discrete actions; 0: off)")
+                             "per state and action, and for Box actions from M fresh actions per state "
+                             "(classic-control and MuJoCo envs; 0: off)")
     args = parser.parse_args(argv)
     if args.ideal_baseline < 0:
         parser.error(f"--ideal-baseline must be >= 0, got {args.ideal_baseline}")

@@ -368,40 +368,109 @@ def test_tuning_rejects_malformed_grids(grid, capsys):
     assert "grid axis" in capsys.readouterr().err
 
 
-def test_ideal_baseline_q_hat_is_the_advantage_itself_one_step_from_the_segment_end():
+@pytest.mark.parametrize("env_id, normalize", [("CartPole-v1", False), ("Pendulum-v1", False),
+                                               ("InvertedPendulum-v5", True)])
+def test_ideal_baseline_q_hat_is_the_advantage_itself_one_step_from_the_segment_end(env_id, normalize):
     """A transition one step from the end of its n-step segment has Â_t = r_t + γ V(s_{t+1}) − V(s_t), a
-    deterministic function of (s_t, a_t) in CartPole, so the continuations' q̂ at horizon 1 must reproduce it
-    exactly: recorder, row matching, positions, simulation and bootstrap all agree with SB3's buffer."""
+    deterministic function of (s_t, a_t) in these envs, so the continuations' q̂ at horizon 1 must reproduce it
+    exactly: recorder, row matching, positions, simulation, action clipping, observation normalization and
+    bootstrap all agree with SB3's buffer. Discrete (CartPole: every action), Box with an observation that is not
+    the state (Pendulum: the taken action, then fresh draws), MuJoCo behind a frozen VecNormalize that scales
+    observations and rewards."""
     from stable_baselines3.common.callbacks import ConvertCallback
+    from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
     from relax_rl import RelaxA2C
     from relax_rl.envs import make_env
 
-    n_envs, n_steps = 6, 3
-    recorder = variance.StateRecorder(make_env("CartPole-v1", n_envs=n_envs, seed=1), n_steps=n_steps)
+    n_envs, n_steps, m = 6, 3, 2
+    kwargs = dict(normalize=True, normalize_kwargs=dict(norm_reward=True)) if normalize else {}
+    recorder = variance.StateRecorder(make_env(env_id, n_envs=n_envs, seed=1, **kwargs), n_steps=n_steps)
     model = RelaxA2C("MlpPolicy", recorder, n_steps=n_steps, seed=1, device="cpu")
     model.learn(n_envs * n_steps * 20)
+    if normalize:  # (statistics learned above, then frozen, as variance.py freezes them)
+        unwrap_vec_normalize(recorder).training = False
     callback = ConvertCallback(None)
     callback.init_callback(model)
     model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=n_steps)  # Â, V at this θ
-    ideal = variance.IdealBaseline(model, recorder, n_continuations=2, seed=0)
+    ideal = variance.IdealBaseline(model, recorder, n_continuations=m, seed=0)
     data = next(model.rollout_buffer.get(batch_size=None))
-    q_hat, own_horizon = ideal.q_hat(data)
-    assert q_hat.shape == (n_envs * n_steps, 2, n_steps)
+    q_hat, own_horizon, fresh = ideal.q_hat(data)
+    discrete = env_id == "CartPole-v1"
+    n_first = 2 if discrete else 1 + m
+    assert q_hat.shape == (n_envs * n_steps, n_first, n_steps)
     assert sorted(own_horizon.tolist()) == sorted(list(range(n_steps)) * n_envs)
+    assert (fresh is None) == discrete
     last = own_horizon == 0
-    taken = q_hat[:, :, 0].gather(1, data.actions.long()).squeeze(1)
+    taken = q_hat[:, :, 0].gather(1, data.actions.long()).squeeze(1) if discrete else q_hat[:, 0, 0]
     torch.testing.assert_close(taken[last], data.advantages[last], rtol=1e-4, atol=1e-4)
     assert (taken[~last] - data.advantages[~last]).abs().max() > 1e-3  # longer segments are not 1-step returns
-    assert (q_hat[:, 0, 0] - q_hat[:, 1, 0]).abs().max() > 1e-3  # the two actions are scored apart
-    recorder.records[0][0] = (recorder.records[0][0][0] + 1.0, recorder.records[0][0][1])
+    assert (q_hat[:, 0, 0] - q_hat[:, 1, 0]).abs().max() > 1e-3  # the first actions are scored apart
+    if not discrete:
+        assert fresh.shape == (n_envs * n_steps, m, 1)
+        assert fresh.std() > 0.1  # fresh draws, not copies of the taken action
+    state, clock, obs = recorder.records[0][0]
+    recorder.records[0][0] = (state, clock, obs + 1.0)
     with pytest.raises(RuntimeError, match="recorded states"):
         ideal.q_hat(data)
 
 
-def test_ideal_baseline_needs_a_settable_state_and_discrete_actions(tmp_path):
-    with pytest.raises(ValueError, match="--ideal-baseline needs a classic-control env with discrete actions"):
-        variance.main(["--envs", "Pendulum-v1", "--budget", "80", "--batches", "2", "--every", "1",
+def test_ideal_baseline_box_expected_term_is_unbiased():
+    """With Box actions the term E_a[q ∇log π(a|s)] = ∇_θ E_a[q(s, a)] is a leave-one-out mean over fresh draws.
+    With q(s, a) = 3a + Σ s (so ∇_θ E_a[q] = 3 ∇μ_θ(s)), the mean over draws of each ideal estimator must match
+    its exact expectation on the same batch (a z-test per coordinate); q̂ is replaced by that fixed function so
+    the test checks the estimators' algebra, not the simulator."""
+    from relax_rl import RelaxA2C
+    from relax_rl.envs import make_env
+
+    recorder = variance.StateRecorder(make_env("Pendulum-v1", n_envs=4, seed=2), n_steps=5)
+    model = RelaxA2C("MlpPolicy", recorder, n_steps=5, seed=2, device="cpu")
+    model.learn(200)
+    data = next(model.rollout_buffer.get(batch_size=None))
+    ideal = variance.IdealBaseline(model, recorder, n_continuations=4, seed=0)
+    theta = model.policy.theta_parameters()
+
+    def flat(grads: list) -> torch.Tensor:
+        filled = [torch.zeros_like(p) if g is None else g for p, g in zip(theta, grads, strict=True)]
+        return torch.cat([g.flatten() for g in filled])
+
+    def exact(surrogate: torch.Tensor) -> torch.Tensor:
+        return flat(torch.autograd.grad(surrogate, theta, retain_graph=True, allow_unused=True))
+
+    dist = model.policy.get_distribution(data.observations)
+    log_pi, mean = dist.log_prob(data.actions), dist.distribution.mean[:, 0]
+    state_part = data.observations.sum(dim=1)
+    q_taken = 3 * data.actions[:, 0] + state_part
+    expected = {"ideal": exact(((data.advantages - q_taken) * log_pi + 3 * mean).mean()),
+                "ideal_state": exact(((data.advantages - 3 * mean.detach() - state_part) * log_pi).mean())}
+
+    draws: dict[str, list] = {key: [] for key in expected}
+    generator = torch.Generator().manual_seed(0)
+
+    def fake_q_hat(rollout_data):
+        d = model.policy.get_distribution(rollout_data.observations).distribution
+        fresh = d.mean.detach()[:, None] + d.stddev.detach()[:, None] * torch.randn((len(rollout_data.actions), 4, 1),
+                                                                                   generator=generator)
+        first = torch.cat([rollout_data.actions[:, None], fresh], dim=1)[..., 0]
+        q = 3 * first + rollout_data.observations.sum(dim=1, keepdim=True)
+        return q[..., None].expand(-1, -1, 5).contiguous(), torch.zeros(len(first), dtype=torch.long), fresh
+
+    ideal.q_hat = fake_q_hat
+    for _ in range(400):
+        estimators = ideal.estimators()  # (a fresh cache: new draws each time)
+        for key in draws:
+            draws[key].append(flat(estimators[key](data)))
+    for key, samples in draws.items():
+        stacked = torch.stack(samples)
+        spread = stacked.std(dim=0) / len(samples) ** 0.5
+        assert (stacked.mean(dim=0) - expected[key]).abs().max() > 0  # (a random estimate, not the exact one)
+        z = (stacked.mean(dim=0) - expected[key]) / (spread + 1e-12)
+        assert z[spread > 1e-9].abs().max() < 5.5, key
+
+
+def test_ideal_baseline_needs_a_settable_state(tmp_path):
+    with pytest.raises(ValueError, match="--ideal-baseline needs an env whose state can be set"):
+        variance.main(["--envs", "LunarLander-v3", "--budget", "80", "--batches", "2", "--every", "1",
                        "--ideal-baseline", "2", "--out", str(tmp_path)])
 
 
