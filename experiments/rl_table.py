@@ -180,16 +180,27 @@ def run_job(job: Job, log_folder: str) -> dict:
     }
 
 
+def timesteps_to_threshold(record: dict, threshold: float) -> int | None:
+    """The timestep (all parallel envs together) at which a run's episodes-to-solve count was reached: the end of
+    the episode that completed the first window at or above ``threshold`` (None if never)."""
+    episodes = record["episodes_to_solve"][f"{threshold:g}"]
+    return None if episodes is None else int(record["episode_timesteps"][episodes - 1])
+
+
 def summarize(records: list[dict], threshold: float) -> dict:
-    """Median, mean ± std over solved runs, and solved/total."""
+    """Median, mean ± std over solved runs, and solved/total; the median timestep of the solves."""
     key = f"{threshold:g}"
     solved = [r["episodes_to_solve"][key] for r in records if r["episodes_to_solve"][key] is not None]
+    steps = [timesteps_to_threshold(r, threshold) for r in records]
     return {
         "threshold": threshold, "solved": len(solved), "total": len(records),
         "median": float(np.median(solved)) if solved else None,
         "mean": float(np.mean(solved)) if solved else None,
         "std": float(np.std(solved, ddof=1)) if len(solved) > 1 else None,
         "per_seed": {r["seed"]: r["episodes_to_solve"][key] for r in records},
+        # the same solves counted in environment steps (a window of WINDOW episodes needs WINDOW episodes' steps)
+        "median_timesteps": _median(steps),
+        "per_seed_timesteps": {r["seed"]: t for r, t in zip(records, steps, strict=True)},
         # how close the unsolved get: the best mean of WINDOW consecutive episodes, median over seeds
         "best_window_mean": _median_best_window_mean(records),
         # the deterministic policy at the run's end (or where it stopped, at the highest threshold)
@@ -218,18 +229,21 @@ def write_markdown(table: dict, path: str, commands: list[str]) -> None:
              "Episodes: completed training episodes (all parallel envs together) until the mean return of the last "
              f"{WINDOW} reaches the threshold (DESIGN §7). Mean ± std are over the solved runs; unsolved runs count "
              "only in solved/total. Each arm uses its packaged config (`configs/<algo>.yml`) on the budget shown. "
-             "Runs stop once the highest threshold is reached. The last column evaluates the deterministic policy "
+             "Runs stop once the highest threshold is reached. 'Steps': the same solves counted in environment steps "
+             "(all envs together; median over the solved runs). The last column evaluates the deterministic policy "
              "(5 episodes) where the run ended: training episodes sample actions, so they can score lower.", "",
-             f"| env | threshold | arm | solved | median | mean ± std | paper (mean ± std) | budget (steps) "
-             f"| best {WINDOW}-episode mean (median over seeds) | final deterministic eval (median over seeds) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"| env | threshold | arm | solved | median | mean ± std | paper (mean ± std) | steps (median) "
+             f"| budget (steps) | best {WINDOW}-episode mean (median over seeds) "
+             "| final deterministic eval (median over seeds) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for env_id, per_threshold in table.items():
         for threshold_key, arms in per_threshold.items():
             for arm, s in arms.items():
                 spread = "—" if s["mean"] is None else f"{s['mean']:,.0f} ± {_fmt(s['std'])}"
                 paper = PAPER.get((env_id, arm), "") if float(threshold_key) == ENVS[env_id][0][0] else ""
                 lines.append(f"| {env_id} | {threshold_key} | {arm} | {s['solved']}/{s['total']} | "
-                             f"{_fmt(s['median'])} | {spread} | {paper} | {s['budget']:,} | "
+                             f"{_fmt(s['median'])} | {spread} | {paper} | {_fmt(s.get('median_timesteps'))} | "
+                             f"{s['budget']:,} | "
                              f"{_fmt(s.get('best_window_mean'), 1)} | {_fmt(s.get('final_eval_median'), 1)} |")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -39,10 +39,14 @@ def test_episodes_to_threshold_needs_a_full_window_and_counts_from_one():
 
 
 def test_summary_keeps_unsolved_runs_out_of_the_mean_but_in_the_total():
-    records = [{"seed": s, "wall_time_s": 1.0, "episodes_to_solve": {"195": e}} for s, e in enumerate([100, 300, None])]
+    ends = [10 * k for k in range(1, 301)]  # episode k (1-based) ends at timestep 10 k
+    records = [{"seed": s, "wall_time_s": 1.0, "episodes_to_solve": {"195": e}, "episode_timesteps": ends}
+               for s, e in enumerate([100, 300, None])]
     summary = rl_table.summarize(records, 195.0)
     assert (summary["solved"], summary["total"]) == (2, 3)
     assert summary["median"] == 200 and summary["mean"] == 200
+    # the same solves in steps: the end of the 100th and of the 300th episode; the unsolved run has none
+    assert summary["per_seed_timesteps"] == {0: 1000, 1: 3000, 2: None} and summary["median_timesteps"] == 2000
     assert summary["std"] == pytest.approx(np.std([100, 300], ddof=1))
     assert summary["best_window_mean"] is None  # no returns recorded
     assert summary["final_eval_median"] is None  # no evaluation recorded

@@ -88,6 +88,36 @@ def test_readme_fresh_seed_check_matches_the_committed_results():
     assert stated in _readme(), stated
 
 
+def test_readme_steps_to_solve_match_the_committed_results():
+    import json
+
+    def table(folder: str) -> dict:
+        with open(os.path.join(ROOT, "results", folder, "rl_table.json"), encoding="utf-8") as fh:
+            return json.load(fh)["table"]
+
+    main, fresh = table("rl_table"), table("rl_table_seeds_10_19")
+    cartpole = {threshold: {name: s["median_timesteps"] for name, s in arms.items()}
+                for threshold, arms in main["CartPole-v1"].items()}
+    arm = "relax-a2c (c-hat in units of the advantage spread, beta up to 10, 1 env, 200-step segments)"
+    off = "relax-a2c (c-hat off, 1 env, 200-step segments)"
+    fresh_475 = fresh["CartPole-v1"]["475"]
+    pendulum = main["InvertedPendulum-v5"]["950"]
+    relax, c_off = pendulum["relax-a2c"], pendulum["relax-a2c (c-hat off)"]
+    stated = [
+        f"To 195 every CartPole arm needs {min(cartpole['195'].values()):,.0f}-{max(cartpole['195'].values()):,.0f} "
+        f"steps (ĉ off {cartpole['195']['relax-a2c (c-hat off)']:,.0f}, relax-a2c {cartpole['195']['relax-a2c']:,.0f})",
+        f"needs {cartpole['475'][arm]:,.0f} against ĉ off's {cartpole['475'][off]:,.0f} "
+        f"({cartpole['475'][arm] / cartpole['475'][off]:.2f}×) on the table's seeds, and "
+        f"{fresh_475[arm]['median_timesteps']:,.0f} against {fresh_475[off]['median_timesteps']:,.0f} on seeds 10-19",
+        f"relax-a2c's {relax['median'] / c_off['median']:.2f}× in episodes is "
+        f"{relax['median_timesteps'] / c_off['median_timesteps']:.2f}× in steps ({relax['median_timesteps']:,.0f} "
+        f"against {c_off['median_timesteps']:,.0f})",
+    ]
+    readme = _readme()
+    for sentence in stated:
+        assert sentence in readme, sentence
+
+
 ONE_THRESHOLD_TABLES = {
     ("InvertedPendulum-v5", "950"): (("relax-a2c", "relax-a2c (LAX)"),
                                      ("relax-a2c (c-hat off)", "relax-a2c, ĉ off (relax-a2c's settings)"),
