@@ -234,6 +234,9 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "noise_dim": noise_dim}
         super()._setup_model()
         self.cv_lr_schedule = FloatSchedule(self.cv_learning_rate)
+        if self.cv_advantage_scale and self.n_envs * self.n_steps < 2:
+            raise ValueError(f"cv_advantage_scale=True needs batches of at least 2 transitions (σ̂ is the spread of Â "
+                             f"over a batch), got n_envs={self.n_envs} x n_steps={self.n_steps}")
         if self.cv_advantage_scale != (self.policy.cv_output_multiplier is not None):  # load(..., cv_advantage_scale=)
             raise ValueError(f"cv_advantage_scale={self.cv_advantage_scale} does not match the policy (σ̂ is part of "
                              "its saved state): a loaded model keeps the setting it was trained with")

@@ -97,3 +97,6 @@ def test_sigma_hat_skips_batches_without_a_spread_and_the_option_is_refused_wher
     ddpg = RelaxDDPG("MlpPolicy", "Pendulum-v1", n_steps=8, device="cpu")
     with pytest.raises(ValueError, match="cv_advantage_scale is for RelaxA2C's ĉ only"):
         type(ddpg.policy)(ddpg.observation_space, ddpg.action_space, lambda _: 1e-3, cv_advantage_scale=True)
+    with pytest.raises(ValueError, match="needs batches of at least 2 transitions .* n_envs=1 x n_steps=1"):
+        RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=1, cv_advantage_scale=True, device="cpu")
+    RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=2, cv_advantage_scale=True, device="cpu")  # the smallest batch
