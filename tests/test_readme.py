@@ -176,6 +176,20 @@ def test_readme_vae_rows_match_the_committed_results():
 
 
 VARIANCE_ROWS = (
+    ("variance_ideal_baseline_inverted_pendulum", "InvertedPendulum-v5", "InvertedPendulum-v5, seeds 0-2, 30 batches a "
+     "checkpoint, beside the ideal baselines (`variance_ideal_baseline_inverted_pendulum`)"),
+    ("variance_inverted_pendulum_regression", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, ĉ also fits Â (`cv_regression_coef=1`), seeds 0-2 "
+     "(`variance_inverted_pendulum_regression`)"),
+    ("variance_inverted_pendulum_advantage_scale_regression", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, ĉ in units of Â's spread and fits Â, seeds 0-2 "
+     "(`variance_inverted_pendulum_advantage_scale_regression`)"),
+    ("variance_inverted_pendulum_segment_position", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, ĉ reads the segment position (`cv_segment_position=true`), seeds 0-2 "
+     "(`variance_inverted_pendulum_segment_position`)"),
+    ("variance_inverted_pendulum_segment_position_regression", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, segment position, ĉ also fits Â, seeds 0-2 "
+     "(`variance_inverted_pendulum_segment_position_regression`)"),
     ("variance", "CartPole-v1", "CartPole-v1, relax-a2c (`variance`)"),
     ("variance", "InvertedPendulum-v5", "InvertedPendulum-v5 (1 env, before the tuning), relax-a2c, LAX (`variance`)"),
     ("variance_inverted_pendulum", "InvertedPendulum-v5",
@@ -277,10 +291,34 @@ def test_readme_variance_rows_match_the_committed_results():
         row = f"| {label} | {s['median_ratio']:.2f} | {s['checkpoints_at_or_below_half']}/{s['n_checkpoints']} |"
         assert row in readme, row
     s = _variance_summary("variance_ideal_baseline", "CartPole-v1")
+    cartpole_entry = readme.split("**The ideal baselines** (`python experiments/variance.py --envs CartPole-v1", 1)[1]
     for key, label in (("ideal_state", "perfect critic v(s) = E[Â | s]"), ("ideal", "q(s, a) with the analytic"),
                        ("ideal_position", "q(s, a, position)")):
         stated = f"median ratio {s[f'median_{key}_ratio']:.2f} ({s[f'{key}_checkpoints_at_or_below_half']}/11"
-        assert stated in readme.split(label, 1)[1][:400], (label, stated)
+        assert stated in cartpole_entry.split(label, 1)[1][:400], (label, stated)
+
+
+def test_readme_inverted_pendulum_ideal_baselines_match_the_committed_results():
+    """The medians, counts and per-checkpoint ranges stated for the ideal baselines on InvertedPendulum."""
+    readme, details = _readme(), _readme_and_details()
+    entry = _results("variance_ideal_baseline_inverted_pendulum", "variance")["InvertedPendulum-v5"]
+    s, checkpoints = entry["summary"], [c for run in entry["runs"] for c in run["checkpoints"]]
+
+    def span(key: str) -> str:
+        values = [c[key] for c in checkpoints]
+        return f"{min(values):.2f}-{max(values):.2f}"
+
+    stated = {"ideal_state": "a perfect critic, whose V(s) is E[Â | s]: median ratio",
+              "ideal": "a perfect ĉ(a, s) = q(s, a) = E[Â | s, a]:",
+              "ideal_position": "q(s, a, position), which also knows the transition's step within its 5-step segment:"}
+    for key, label in stated.items():
+        count = f"{s[f'median_{key}_ratio']:.2f} ({s[f'{key}_checkpoints_at_or_below_half']}/{s['n_checkpoints']}"
+        assert f"{label} {count}" in readme, (label, count)
+    for key, label in (("ideal_state_ratio", "a perfect critic v(s): median"), ("ideal_ratio", "a perfect ĉ(a, s) = "
+                       "q(s, a): median"), ("ideal_position_ratio", "q(s, a, position): median"),
+                       ("ratio", "the learned ĉ on the same batches: median")):
+        assert span(key) in details.split(label, 1)[1][:120], (label, span(key))
+    assert f"our ĉ: {s['median_ratio']:.2f} ({s['checkpoints_at_or_below_half']}/{s['n_checkpoints']})" in readme
 
 
 def test_readme_variance_sources_ranges_match_the_committed_results():
