@@ -478,6 +478,30 @@ def test_ideal_baseline_needs_a_settable_state(tmp_path):
                        "--ideal-baseline", "2", "--out", str(tmp_path)])
 
 
+frozen_theta = _load("frozen_theta")
+
+
+def test_frozen_theta_steps_phi_alone_and_writes_the_ratios(tmp_path):
+    """After freeze_theta, training leaves every θ parameter (actor and critic) as it was and moves φ; the quick
+    run writes one finite ratio per block, the first at φ's trained state (0 φ-only steps)."""
+    from relax_rl import RelaxA2C
+
+    model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu")
+    model.learn(200)
+    theta = [p.detach().clone() for p in model.policy.theta_parameters()]
+    phi = [p.detach().clone() for p in model.policy.cv_parameters()]
+    frozen_theta.freeze_theta(model)
+    model.learn(200, reset_num_timesteps=False)
+    assert all(torch.equal(a, b) for a, b in zip(theta, model.policy.theta_parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(phi, model.policy.cv_parameters(), strict=True))
+    runs = frozen_theta.main(["--quick", "--out", str(tmp_path)])
+    assert [b["phi_steps"] for b in runs[0]["blocks"]] == [0, 400, 800]
+    assert all(np.isfinite(b["ratio"]) and b["ratio"] > 0 for b in runs[0]["blocks"])
+    assert "φ alone 800 steps" in (tmp_path / "frozen_theta.md").read_text()
+    with pytest.raises(SystemExit):
+        frozen_theta.parse_args(["--blocks", "0"])
+
+
 episode_stats = _load("episode_stats")
 
 
