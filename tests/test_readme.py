@@ -321,6 +321,27 @@ def test_readme_inverted_pendulum_ideal_baselines_match_the_committed_results():
     assert f"our ĉ: {s['median_ratio']:.2f} ({s['checkpoints_at_or_below_half']}/{s['n_checkpoints']})" in readme
 
 
+def test_readme_frozen_theta_numbers_match_the_committed_results():
+    """The medians and per-seed ranges after the last block of φ-only training, in the README and results/README
+    (whitespace collapsed: the sentences wrap)."""
+    readme, details = " ".join(_readme().split()), " ".join(_readme_and_details().split())
+    for directory, label in (("frozen_theta_inverted_pendulum", "Default φ: 1.00 before, then median"),
+                             ("frozen_theta_inverted_pendulum_phi_lr_0.01_regression",
+                              "results/frozen_theta_inverted_pendulum_phi_lr_0.01_regression`: median")):
+        import json
+        import statistics
+
+        with open(os.path.join(ROOT, "results", directory, "frozen_theta.json"), encoding="utf-8") as fh:
+            runs = json.load(fh)["runs"]
+        last = [run["blocks"][-1]["ratio"] for run in runs]
+        assert all(abs(run["blocks"][0]["ratio"] - 1) < 0.02 for run in runs)  # "1.00 before"
+        median, span = f"{statistics.median(last):.2f}", f"{min(last):.2f}-{max(last):.2f}"
+        assert f"{median} ({span})" in readme, (directory, median, span)
+        per_seed = ", ".join(f"{r:.2f}" for r in last)
+        assert f"{label} {median} after 200k steps (per seed {per_seed})" in details \
+            or f"{label} {median} ({per_seed})" in details, (directory, per_seed)
+
+
 def test_readme_variance_sources_ranges_match_the_committed_results():
     """The README's ranges for the checkpoints where Var(ĝ) > 1 (CartPole) and the 30k InvertedPendulum runs."""
     readme = _readme()
