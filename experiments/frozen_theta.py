@@ -21,6 +21,7 @@ import sys
 import tempfile
 
 import numpy as np
+import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
 from relax_rl.diagnostics import gradient_variance, paired_gradient_estimates
@@ -31,7 +32,7 @@ from throughput import check_relax_a2c_entries  # noqa: E402
 
 from relax_rl.cli import timesteps_type  # noqa: E402
 
-QUICK = {"envs": ["CartPole-v1"], "train_steps": 800, "phi_steps": 400, "blocks": 2, "batches": 4}
+QUICK = {"envs": ["Acrobot-v1"], "train_steps": 800, "phi_steps": 400, "blocks": 2, "batches": 4}
 
 
 def variance_ratio(model, n_batches: int, seed: int) -> float:
@@ -65,20 +66,28 @@ def run(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -> di
         env.training = False
     model.set_env(env)
     freeze_theta(model)
-    blocks = [{"phi_steps": 0, "ratio": variance_ratio(model, args.batches, seed)}]
+    def cv_scale() -> float | None:
+        scale = model.policy.cv_net.scale
+        return None if scale is None else float(scale.item())
+
+    theta = [p.detach().clone() for p in model.policy.theta_parameters()]
+    blocks = [{"phi_steps": 0, "ratio": variance_ratio(model, args.batches, seed), "cv_scale": cv_scale()}]
     for block in range(1, args.blocks + 1):
         model.learn(args.phi_steps, reset_num_timesteps=False)
-        scale = model.policy.cv_net.scale
         blocks.append({"phi_steps": block * args.phi_steps, "ratio": variance_ratio(model, args.batches, seed),
-                       "cv_scale": None if scale is None else float(scale.item())})
+                       "cv_scale": cv_scale()})
         print(f"{env_id} seed {seed}: φ alone for {block * args.phi_steps} steps, ratio {blocks[-1]['ratio']:.3f}",
               flush=True)
-    return {"env_id": env_id, "seed": seed, "train_steps": args.train_steps, "blocks": blocks}
+    if not all(torch.equal(a, b) for a, b in zip(theta, model.policy.theta_parameters(), strict=True)):
+        raise RuntimeError("θ moved while it was meant to be frozen")
+    return {"env_id": env_id, "seed": seed, "train_steps": args.train_steps, "hyperparams": list(args.hyperparams),
+            "blocks": blocks}
 
 
 def write_markdown(runs: list[dict], path: str, command: str) -> None:
     lines = ["# ĉ with its target frozen: variance ratio as φ trains alone at a fixed θ", "", f"Command: `{command}`",
-             "", "relax-a2c trained for the steps shown (packaged config), then θ and the VecNormalize statistics are "
+             "", "relax-a2c trained for the steps shown (packaged config plus the command's --hyperparams), then θ "
+             "(checked unchanged at the end) and the VecNormalize statistics are "
              "frozen and φ keeps training on fresh batches. Ratio: total variance of ĉ on over ĉ off on the same "
              "rollout batches at that θ (≤ 0.5 is the issue's goal).", ""]
     columns = [block["phi_steps"] for block in runs[0]["blocks"]]

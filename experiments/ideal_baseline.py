@@ -29,7 +29,9 @@ def settable_state_kind(env: Any) -> str | None:
 
 
 def get_state(env: Any) -> np.ndarray:
-    """The full simulator state of an unwrapped env, as one float64 vector."""
+    """The simulator state of an unwrapped env, as one float64 vector: ``state`` (classic control), or ``qpos`` and
+    ``qvel`` (MuJoCo; all of the state for envs without actuator activations or warm-started contacts, such as
+    InvertedPendulum; the horizon-1 test checks it for that env)."""
     if settable_state_kind(env) == "mujoco":
         return np.concatenate([env.data.qpos, env.data.qvel]).astype(np.float64)
     return np.array(env.state, dtype=np.float64)
@@ -104,6 +106,9 @@ class IdealBaseline:
     """
 
     def __init__(self, model: Any, recorder: StateRecorder, n_continuations: int, seed: int) -> None:
+        if getattr(model, "normalize_advantage", False):
+            raise ValueError("the ideal baselines are built for A2C's raw Â; this model normalizes its advantages "
+                             "(normalize_advantage=True), so its ĉ-off estimate would not be comparable")
         if isinstance(model.action_space, spaces.Box) and n_continuations < 2:
             raise ValueError("the ideal baselines for Box actions need n_continuations >= 2 (the fresh actions' "
                              f"leave-one-out baseline), got {n_continuations}")
@@ -242,7 +247,8 @@ class IdealBaseline:
             return q_all, own, None, fresh_log_p, taken, None
 
         def expected_term(q: torch.Tensor, probs: torch.Tensor | None, log_p: torch.Tensor) -> torch.Tensor:
-            """Per row, the estimate of E_a[q(s, a) log π(a|s)] whose θ-gradient is the correction term."""
+            """Per row, a surrogate whose θ-gradient is the correction term's estimate of E_a[q(s, a) ∇log π(a|s)]
+            (exact for discrete actions; for Box the leave-one-out shift changes its value, not its gradient's mean)."""
             if discrete:
                 return (probs * q * log_p).sum(dim=1)
             fresh_q = q[:, 1:]

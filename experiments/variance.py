@@ -2,8 +2,8 @@
 
 Trains relax-a2c with its packaged config through the training pipeline. At every ``--every`` fraction of the
 budget (after the rollout, before the update) the policy is frozen and two estimators are measured on a
-separate measurement environment (VecNormalize statistics copied from training at each checkpoint; they
-keep updating during the measurement, frozen only with ``--ideal-baseline``):
+separate measurement environment (VecNormalize statistics copied from training, frozen during the
+measurement by ``paired_gradient_estimates``, so the ideal baselines' continuations normalize as the rollouts did):
 
 - ĉ on: the model's own RELAX/LAX estimate;
 - ĉ off: the same code with ĉ ≡ 0, i.e. SB3's A2C estimate Â ∇log π, at the same θ.
@@ -84,9 +84,6 @@ class VarianceProbe(BaseCallback):
                 raise ValueError(f"--ideal-baseline needs an env whose state can be set (classic control or MuJoCo, "
                                  f"e.g. CartPole-v1 or InvertedPendulum-v5) with discrete or Box actions, "
                                  f"not {self.env_id}")
-            normalizer = unwrap_vec_normalize(env)
-            if normalizer is not None:  # the continuations must normalize as the rollout did
-                normalizer.training = False
             self._measure_env = StateRecorder(env, model.n_steps)
             self._ideal = IdealBaseline(model, self._measure_env, self.ideal_continuations, self.seed)
 

@@ -387,9 +387,11 @@ def test_ideal_baseline_q_hat_is_the_advantage_itself_one_step_from_the_segment_
     from relax_rl import RelaxA2C
     from relax_rl.envs import make_env
 
-    n_envs, n_steps, m = 6, 3, 2
+    n_envs, n_steps, m, limit = 6, 3, 2, 3
     kwargs = dict(normalize=True, normalize_kwargs=dict(norm_reward=True)) if normalize else {}
-    recorder = variance.StateRecorder(make_env(env_id, n_envs=n_envs, seed=1, **kwargs), n_steps=n_steps)
+    # episodes as long as a segment: every env has a row that ends truncated and takes SB3's bootstrap from V
+    env = make_env(env_id, n_envs=n_envs, seed=1, env_kwargs=dict(max_episode_steps=limit), **kwargs)
+    recorder = variance.StateRecorder(env, n_steps=n_steps)
     model = RelaxA2C("MlpPolicy", recorder, n_steps=n_steps, seed=1, device="cpu")
     model.learn(n_envs * n_steps * 20)
     if normalize:  # (statistics learned above, then frozen, as variance.py freezes them)
@@ -399,6 +401,7 @@ def test_ideal_baseline_q_hat_is_the_advantage_itself_one_step_from_the_segment_
     model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=n_steps)  # Â, V at this θ
     ideal = variance.IdealBaseline(model, recorder, n_continuations=m, seed=0)
     data = next(model.rollout_buffer.get(batch_size=None))
+    assert any(clock == (limit - 1, limit) for per_env in recorder.records for _, clock, _ in per_env)
     q_hat, own_horizon, fresh = ideal.q_hat(data)
     discrete = env_id == "CartPole-v1"
     n_first = 2 if discrete else 1 + m
@@ -413,6 +416,10 @@ def test_ideal_baseline_q_hat_is_the_advantage_itself_one_step_from_the_segment_
     if not discrete:
         assert fresh.shape == (n_envs * n_steps, m, 1)
         assert fresh.std() > 0.1  # fresh draws, not copies of the taken action
+        high = model.action_space.high
+        np.testing.assert_array_equal(ideal._env_action(10 * high), high)  # clipped as SB3 clips before env.step
+        with pytest.raises(ValueError, match="n_continuations >= 2"):
+            variance.IdealBaseline(model, recorder, n_continuations=1, seed=0)
     state, clock, obs = recorder.records[0][0]
     recorder.records[0][0] = (state, clock, obs + 1.0)
     with pytest.raises(RuntimeError, match="recorded states"):
@@ -470,6 +477,16 @@ def test_ideal_baseline_box_expected_term_is_unbiased():
         assert (stacked.mean(dim=0) - expected[key]).abs().max() > 0  # (a random estimate, not the exact one)
         z = (stacked.mean(dim=0) - expected[key]) / (spread + 1e-12)
         assert z[spread > 1e-9].abs().max() < 5.5, key
+
+
+def test_ideal_baseline_refuses_normalized_advantages():
+    from relax_rl import RelaxA2C
+    from relax_rl.envs import make_env
+
+    recorder = variance.StateRecorder(make_env("CartPole-v1", n_envs=2, seed=0), n_steps=5)
+    model = RelaxA2C("MlpPolicy", recorder, n_steps=5, normalize_advantage=True, device="cpu")
+    with pytest.raises(ValueError, match="normalize_advantage=True"):
+        variance.IdealBaseline(model, recorder, n_continuations=2, seed=0)
 
 
 def test_ideal_baseline_needs_a_settable_state(tmp_path):

@@ -190,6 +190,12 @@ VARIANCE_ROWS = (
     ("variance_inverted_pendulum_segment_position_regression", "InvertedPendulum-v5",
      "InvertedPendulum-v5, segment position, ĉ also fits Â, seeds 0-2 "
      "(`variance_inverted_pendulum_segment_position_regression`)"),
+    ("variance_inverted_pendulum_phi_lr_0.01_regression", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, ĉ also fits Â, φ's learning rate 0.01, seeds 0-2 "
+     "(`variance_inverted_pendulum_phi_lr_0.01_regression`)"),
+    ("variance_inverted_pendulum_phi_5_steps_lr_0.01_regression", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, ĉ also fits Â, φ's learning rate 0.01, 5 φ steps per update, seeds 0-2 "
+     "(`variance_inverted_pendulum_phi_5_steps_lr_0.01_regression`)"),
     ("variance", "CartPole-v1", "CartPole-v1, relax-a2c (`variance`)"),
     ("variance", "InvertedPendulum-v5", "InvertedPendulum-v5 (1 env, before the tuning), relax-a2c, LAX (`variance`)"),
     ("variance_inverted_pendulum", "InvertedPendulum-v5",
@@ -324,13 +330,13 @@ def test_readme_inverted_pendulum_ideal_baselines_match_the_committed_results():
 def test_readme_frozen_theta_numbers_match_the_committed_results():
     """The medians and per-seed ranges after the last block of φ-only training, in the README and results/README
     (whitespace collapsed: the sentences wrap)."""
+    import json
+    import statistics
+
     readme, details = " ".join(_readme().split()), " ".join(_readme_and_details().split())
     for directory, label in (("frozen_theta_inverted_pendulum", "Default φ: 1.00 before, then median"),
                              ("frozen_theta_inverted_pendulum_phi_lr_0.01_regression",
                               "results/frozen_theta_inverted_pendulum_phi_lr_0.01_regression`: median")):
-        import json
-        import statistics
-
         with open(os.path.join(ROOT, "results", directory, "frozen_theta.json"), encoding="utf-8") as fh:
             runs = json.load(fh)["runs"]
         last = [run["blocks"][-1]["ratio"] for run in runs]
@@ -338,8 +344,20 @@ def test_readme_frozen_theta_numbers_match_the_committed_results():
         median, span = f"{statistics.median(last):.2f}", f"{min(last):.2f}-{max(last):.2f}"
         assert f"{median} ({span})" in readme, (directory, median, span)
         per_seed = ", ".join(f"{r:.2f}" for r in last)
+        assert all(run["hyperparams"] == (["cv_learning_rate=0.01", "cv_regression_coef=1.0"] if "lr" in directory
+                                          else []) for run in runs)
         assert f"{label} {median} after 200k steps (per seed {per_seed})" in details \
             or f"{label} {median} ({per_seed})" in details, (directory, per_seed)
+
+
+def test_readme_frozen_theta_control_matches_the_committed_results():
+    """The same φ settings during training (θ moving): the README's median, count and range."""
+    entry = _results("variance_inverted_pendulum_phi_lr_0.01_regression", "variance")["InvertedPendulum-v5"]
+    ratios = [c["ratio"] for run in entry["runs"] for c in run["checkpoints"]]
+    s = entry["summary"]
+    stated = (f"the same φ settings read a median {s['median_ratio']:.2f} ({s['checkpoints_at_or_below_half']}/"
+              f"{s['n_checkpoints']}; {min(ratios):.2f}-{max(ratios):.2f})")
+    assert stated in " ".join(_readme().split()), stated
 
 
 def test_readme_variance_sources_ranges_match_the_committed_results():
