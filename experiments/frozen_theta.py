@@ -22,6 +22,7 @@ import tempfile
 
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecNormalize
 
 from relax_rl.diagnostics import gradient_variance, paired_gradient_estimates
@@ -29,6 +30,7 @@ from relax_rl.runs import command_line
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import check_relax_a2c_entries  # noqa: E402
+from variance import train_with_probe  # noqa: E402
 
 from relax_rl.cli import timesteps_type  # noqa: E402
 
@@ -49,15 +51,9 @@ def freeze_theta(model) -> None:
 
 def run(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -> dict:
     from relax_rl import RelaxA2C
-    from relax_rl.cli import train
     from relax_rl.envs import make_env
 
-    argv = ["--algo", "relax-a2c", "--env", env_id, "--seed", str(seed), "-n", str(args.train_steps),
-            "--eval-freq", "-1", "--save-freq", "-1", "--eval-episodes", "5", "--log-folder", log_folder,
-            "--tensorboard-log", "", "--no-progress", "--verbose", "0"]
-    if args.hyperparams:
-        argv += ["--hyperparams", *args.hyperparams]
-    result = train(argv)
+    result = train_with_probe(env_id, seed, args.train_steps, args.hyperparams, log_folder, CallbackList([]))
     model = RelaxA2C.load(result.model_path, device="cpu")
     env = make_env(env_id, n_envs=model.n_envs, seed=10_000 + seed)
     stats = os.path.join(result.run_dir, "vecnormalize.pkl")
