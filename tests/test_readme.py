@@ -350,6 +350,25 @@ def test_readme_frozen_theta_numbers_match_the_committed_results():
             or f"{label} {median} ({per_seed})" in details, (directory, per_seed)
 
 
+def test_readme_frozen_theta_cartpole_matches_the_committed_results():
+    """CartPole's regime with θ frozen: the README's range and median, and results/README's per-seed values."""
+    import json
+    import statistics
+
+    path = os.path.join(ROOT, "results", "frozen_theta_cartpole_200_step_segments", "frozen_theta.json")
+    with open(path, encoding="utf-8") as fh:
+        runs = json.load(fh)["runs"]
+    first, last = [run["blocks"][0]["ratio"] for run in runs], [run["blocks"][-1]["ratio"] for run in runs]
+    assert all(run["hyperparams"] == ["n_envs=1", "n_steps=200"] and run["train_steps"] == 40000 for run in runs)
+    stated = (f"from {min(first):.2f}-{max(first):.2f} to a median {statistics.median(last):.2f} "
+              f"({min(last):.2f}-{max(last):.2f}) after 1,000 φ updates")
+    assert stated in " ".join(_readme().split()), stated
+    per_seed = (f"from {', '.join(f'{r:.2f}' for r in first[:-1])} and {first[-1]:.2f} at the frozen θ to "
+                f"{', '.join(f'{r:.2f}' for r in last[:-1])} and {last[-1]:.2f} (median {statistics.median(last):.2f})")
+    assert per_seed in " ".join(_readme_and_details().split()), per_seed
+    assert all(b["phi_steps"] == 40000 * k for run in runs for k, b in enumerate(run["blocks"]))  # 5 × 200 updates
+
+
 def test_readme_frozen_theta_control_matches_the_committed_results():
     """The same φ settings during training (θ moving): the README's median, count and range."""
     entry = _results("variance_inverted_pendulum_phi_lr_0.01_regression", "variance")["InvertedPendulum-v5"]
