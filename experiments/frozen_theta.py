@@ -62,6 +62,7 @@ def run(env_id: str, seed: int, args: argparse.Namespace, log_folder: str) -> di
         env.training = False
     model.set_env(env)
     freeze_theta(model)
+
     def cv_scale() -> float | None:
         scale = model.policy.cv_net.scale
         return None if scale is None else float(scale.item())
