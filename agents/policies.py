@@ -47,6 +47,10 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     :param cv_common_random_numbers: build z̃ from the v that reproduces z (DESIGN §3) instead of the stored v.
     :param cv_segment_position: ĉ takes one more input per sample, the transition's place in its rollout segment
         (``segment_position`` of :meth:`control_variate_terms`; the algorithm chooses the encoding).
+    :param cv_value_input: ĉ takes one more input per sample, the critic's V(s) detached (``values`` of
+        :meth:`control_variate_terms`): while V learns, the part of Â that ĉ can predict, E[Â | s] = E[R̂ | s] − V(s),
+        moves with V, and ĉ can follow it through this input. V is a fixed function of s during a batch (θ is stepped
+        after it), so unbiasedness is untouched.
     :param cv_advantage_scale: ĉ's output is in units of the advantages' spread: ĉ = σ̂ · ĉ_net, with σ̂ a running
         standard deviation of the score targets Â of the batches before (:meth:`observe_advantages`; 1 before the
         first). φ's optimizer moves ĉ_net by about its learning rate per step, so without σ̂ ĉ stays far below Â
@@ -75,6 +79,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         cv_common_random_numbers: bool = False,
         cv_segment_position: bool = False,
         cv_advantage_scale: bool = False,
+        cv_value_input: bool = False,
         **kwargs: Any,
     ) -> None:
         if action_dependent_cv and not isinstance(action_space, (*DISCRETE_SPACES, spaces.Box)):
@@ -94,6 +99,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         self.cv_common_random_numbers = bool(cv_common_random_numbers)
         self.cv_segment_position = bool(cv_segment_position)
         self.cv_advantage_scale = bool(cv_advantage_scale)
+        self.cv_value_input = bool(cv_value_input)
         self.relaxation = ActionRelaxation(action_space) if isinstance(action_space, DISCRETE_SPACES) else None
         super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
 
@@ -108,7 +114,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         if self.use_sde:
             raise ValueError("action_dependent_cv=True does not support use_sde=True (gSDE); set one of them off")
         action_inputs = self.relaxation.noise_dim if self.relaxation is not None else get_action_dim(self.action_space)
-        state_inputs = self.pi_features_extractor.features_dim + int(self.cv_segment_position)
+        state_inputs = (self.pi_features_extractor.features_dim + int(self.cv_segment_position)
+                        + int(self.cv_value_input))
         self.cv_net = ControlVariateMLP(state_inputs + action_inputs, self.cv_net_arch, self.cv_activation_fn,
                                         scale_init=self.cv_scale_init)
         if self.relaxation is not None:
@@ -142,6 +149,7 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             cv_common_random_numbers=self.cv_common_random_numbers,
             cv_segment_position=self.cv_segment_position,
             cv_advantage_scale=self.cv_advantage_scale,
+            cv_value_input=self.cv_value_input,
         )
         return data
 
@@ -226,14 +234,20 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         log_prob = distribution.log_prob(actions)
         return actions.reshape((-1, *self.action_space.shape)), values, log_prob
 
-    def _cv_state_inputs(self, features: torch.Tensor, segment_position: torch.Tensor | None) -> torch.Tensor:
-        """ĉ's inputs besides the action: the detached features, then the segment position if ĉ reads it."""
-        if not self.cv_segment_position:
-            return features.detach()
-        if segment_position is None:
-            raise ValueError("this policy's ĉ reads the segment position (cv_segment_position=True): pass "
-                             "segment_position, one value per sample")
-        return torch.cat([features.detach(), segment_position.reshape(-1, 1).to(features.dtype)], dim=-1)
+    def _cv_state_inputs(self, features: torch.Tensor, segment_position: torch.Tensor | None,
+                         values: torch.Tensor | None = None) -> torch.Tensor:
+        """ĉ's inputs besides the action: the detached features, then the segment position and V(s) (detached) if ĉ
+        reads them."""
+        inputs = [features.detach()]
+        for name, wanted, extra in (("segment_position", self.cv_segment_position, segment_position),
+                                    ("values", self.cv_value_input, values)):
+            if not wanted:
+                continue
+            if extra is None:
+                option = "cv_segment_position" if name == "segment_position" else "cv_value_input"
+                raise ValueError(f"this policy's ĉ reads {name} ({option}=True): pass {name}, one value per sample")
+            inputs.append(extra.detach().reshape(-1, 1).to(features.dtype))
+        return inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=-1)
 
     def cv_value(self, features: torch.Tensor, action_input: torch.Tensor) -> torch.Tensor:
         """ĉ_φ(a, s) on detached features and a (relaxed) action, one value per sample (times σ̂ with
@@ -250,15 +264,17 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         noise_u: torch.Tensor | None = None,
         noise_v: torch.Tensor | None = None,
         segment_position: torch.Tensor | None = None,
+        values: torch.Tensor | None = None,
     ) -> ControlVariateTerms:
         """(c_z, c_z̃, c_z̃⊥) for :func:`relax_rl.relax_surrogate`.
 
         Discrete (RELAX): ĉ(z), ĉ(z̃) and ĉ(z̃ detached from θ), with z = z(θ, u), z̃ = z̃(θ, v, a).
         Box (LAX): ĉ(μ + σ·ε), 0 and ĉ(a) with ε = (a − μ)/σ recovered from the stored pre-clip action, so
         the surrogate is (Â − ĉ(a⊥)) log π(a|s) + ĉ(μ + σ·ε).
-        ``segment_position`` (one value per sample; required with ``cv_segment_position``) joins ĉ's state inputs.
+        ``segment_position`` and ``values`` (one value per sample; required with ``cv_segment_position`` and
+        ``cv_value_input``) join ĉ's state inputs.
         """
-        features = self._cv_state_inputs(features, segment_position)
+        features = self._cv_state_inputs(features, segment_position, values)
         if self.relaxation is None:
             gaussian = distribution.distribution
             mean, std = gaussian.mean, gaussian.stddev

@@ -82,6 +82,9 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
     :param cv_segment_position: ĉ also reads the transition's place in its n-step segment, (n_steps − t) / n_steps
         for step t: the share of the segment left before Â_t bootstraps from V. While V lags, Â_t's mean depends on
         it. t is fixed before a_t is drawn, so θ's estimate stays unbiased.
+    :param cv_value_input: ĉ also reads the critic's V(s) (detached): E[Â | s] = E[R̂ | s] − V(s), the part of Â a
+        state-dependent ĉ can remove, moves whenever V does, and through this input ĉ can follow it instead of
+        relearning it. θ is stepped after the batch, so V is a fixed function of s for θ's estimate: unbiased.
     :param cv_advantage_scale: ĉ's output is multiplied by σ̂, a running std of Â over the batches before each one
         (logged as ``train/cv_advantage_scale``), so ĉ is learned in units of Â's spread instead of growing from 0
         at about φ's learning rate per step. σ̂ is fixed during a batch: θ's estimate stays unbiased.
@@ -104,6 +107,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
     cv_coef_max: float = 1.0
     cv_segment_position: bool = False
     cv_advantage_scale: bool = False
+    cv_value_input: bool = False
     _cv_coef_estimator: ControlVariateCoefficient | None = None
 
     def __init__(
@@ -136,6 +140,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         cv_coef_max: float = 1.0,
         cv_segment_position: bool = False,
         cv_advantage_scale: bool = False,
+        cv_value_input: bool = False,
         log_grad_variance: bool | None = None,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -169,6 +174,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             cv_temperature_init=cv_temperature_init,
             cv_segment_position=bool(cv_segment_position) and bool(action_dependent_cv),
             cv_advantage_scale=bool(cv_advantage_scale) and bool(action_dependent_cv),
+            cv_value_input=bool(cv_value_input) and bool(action_dependent_cv),
         )
         if cv_net_arch is not None:
             policy_kwargs["cv_net_arch"] = list(cv_net_arch)
@@ -201,6 +207,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
         self.cv_segment_position = bool(cv_segment_position) and self.action_dependent_cv
         self.cv_coef_max = float(cv_coef_max)
         self.cv_advantage_scale = bool(cv_advantage_scale) and self.action_dependent_cv
+        self.cv_value_input = bool(cv_value_input) and self.action_dependent_cv
         self._cv_coef_estimator = ControlVariateCoefficient(max_value=cv_coef_max) if cv_coef == "auto" else None
         free = self.action_dependent_cv and cv_loss_space == "params"
         self.log_grad_variance = free if log_grad_variance is None else bool(log_grad_variance)
@@ -289,15 +296,16 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             policy.observe_advantages(stats["advantages"])
 
     def _cv_terms(self, rollout_data: Any, distribution: Any, actions: torch.Tensor, features: torch.Tensor,
-                  use_cv: bool = True):
-        """(c_z, c_z̃, c_z̃⊥) of the policy's ĉ, or zeros when ĉ is off (then S is A2C's Â log π)."""
+                  values: torch.Tensor, use_cv: bool = True):
+        """(c_z, c_z̃, c_z̃⊥) of the policy's ĉ, or zeros when ĉ is off (then S is A2C's Â log π). ``values``: V(s)
+        on the batch (read by ĉ with ``cv_value_input``)."""
         if not (self.action_dependent_cv and use_cv):
             return 0.0, 0.0, 0.0
         noise = (rollout_data.noise_u, rollout_data.noise_v) if self._stores_noise else (None, None)
-        if not self.cv_segment_position:
-            return self.policy.control_variate_terms(distribution, actions, features, *noise)
-        position = (self.n_steps - rollout_data.segment_steps) / self.n_steps
-        return self.policy.control_variate_terms(distribution, actions, features, *noise, segment_position=position)
+        extra = {"values": values} if self.cv_value_input else {}
+        if self.cv_segment_position:
+            extra["segment_position"] = (self.n_steps - rollout_data.segment_steps) / self.n_steps
+        return self.policy.control_variate_terms(distribution, actions, features, *noise, **extra)
 
     def _forward_batch(self, rollout_data: Any, use_cv: bool = True, cv_weight: float = 1.0) -> dict[str, Any]:
         """Evaluate the policy on a batch and build the surrogate S (DESIGN §4) with ĉ weighted by ``cv_weight``
@@ -309,7 +317,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             rollout_data.observations, actions
         )
         advantages = self._score_targets(rollout_data)
-        terms = self._cv_terms(rollout_data, distribution, actions, features, use_cv)
+        terms = self._cv_terms(rollout_data, distribution, actions, features, values, use_cv)
         policy_loss = self._policy_loss(log_prob, advantages, terms, cv_weight)
         return dict(actions=actions, values=values.flatten(), log_prob=log_prob, entropy=entropy,
                     distribution=distribution, features=features, advantages=advantages, cv_terms=terms,
@@ -396,7 +404,7 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
             targets = self._estimate_targets(distribution, theta)
             for k in range(self.cv_updates_per_step):
                 if k > 0:  # φ moved: re-evaluate ĉ on the same batch
-                    terms = self._cv_terms(rollout_data, distribution, actions, features)
+                    terms = self._cv_terms(rollout_data, distribution, actions, features, values)
                     policy_loss_k = self._policy_loss(log_prob, advantages, terms)
                     c_cut = terms[2]
                 else:

@@ -561,3 +561,19 @@ def test_episode_stats_of_a_run_that_peaks_then_collapses_into_long_episodes(tmp
     assert "| tuning, CartPole-v1: a2c | 2 | 75 | -60 | 140 | 600 |" in text
     with pytest.raises(SystemExit):
         episode_stats.main([str(tmp_path / "nothing_*.json"), "--out", str(out)])
+
+
+def test_every_rl_table_arm_resolves_on_the_envs_it_applies_to():
+    """An optional arm's overrides are only parsed when someone runs it: a misspelt key or value would fail there,
+    after the other arms' runs. Each must resolve against its algorithm's packaged entry for every table env."""
+    from relax_rl.algorithms import get_algo_class
+    from relax_rl.hyperparams import resolve_hyperparams
+
+    for arm, (algo, overrides, _) in rl_table.ARMS.items():
+        for env_id in rl_table.ENVS:
+            if not rl_table.applies(arm, env_id):
+                continue
+            hyperparams, _ = resolve_hyperparams(algo, get_algo_class(algo), env_id, False, None, overrides)
+            for item in overrides:
+                key = item.split("=", 1)[0]
+                assert key in hyperparams, (arm, key)

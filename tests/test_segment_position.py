@@ -76,8 +76,8 @@ def test_position_survives_save_and_load(tmp_path):
     actions = rollout.actions.long().flatten()
     outputs = []
     for m in (model, loaded):  # the saved weights, on the same batch and positions
-        _, _, _, dist, features = m.policy.evaluate_actions_with_distribution(rollout.observations, actions)
-        outputs.append(torch.stack(m._cv_terms(rollout, dist, actions, features)))
+        values, _, _, dist, features = m.policy.evaluate_actions_with_distribution(rollout.observations, actions)
+        outputs.append(torch.stack(m._cv_terms(rollout, dist, actions, features, values)))
     assert torch.equal(*outputs)
     loaded.set_env(model.get_env())
     loaded.learn(200, reset_num_timesteps=False)  # the loaded model's buffer carries the steps again

@@ -1,0 +1,65 @@
+"""``cv_value_input``: ĉ also reads the critic's V(s), detached.
+
+ĉ must depend on V, a saved model must keep the option, and θ's estimate must stay unbiased with a large ĉ
+that varies with V (V is a fixed function of s during a batch; a V that carried θ's gradient would add the
+value head to the estimate, which the check below also catches).
+"""
+
+import pytest
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+from test_agent_unbiased import OneStepBandit, _amplify_cv, _max_z
+
+from relax_rl import RelaxA2C, RelaxDDPG
+
+
+def _bandit_model(continuous, **kwargs):
+    env = DummyVecEnv([lambda: OneStepBandit(continuous)] * 8)
+    return RelaxA2C("MlpPolicy", env, n_steps=2, seed=0, device="cpu", learning_rate=1e-4, cv_learning_rate=3e-3,
+                    policy_kwargs={"net_arch": [8]}, cv_value_input=True, **kwargs)
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["relax-discrete", "lax-continuous"])
+def test_c_hat_reads_the_value_and_the_estimate_stays_unbiased(continuous):
+    model = _bandit_model(continuous)
+    model.learn(400)
+    _amplify_cv(model)
+    policy = model.policy
+    action_inputs = 1 if continuous else 4
+    assert policy.cv_net.net[0].in_features == 2 + action_inputs + 1
+    features, action = torch.zeros(5, 2), torch.rand(5, action_inputs)
+    low, high = (policy.cv_value(policy._cv_state_inputs(features, None, torch.full((5,), v)), action)
+                 for v in (0.0, 1.0))
+    assert (low - high).abs().min() > 1e-3  # ĉ depends on V: the check below is not vacuous
+    with pytest.raises(ValueError, match="pass values"):
+        policy._cv_state_inputs(features, None, None)
+    worst, _ = _max_z(model, continuous)
+    assert worst < 4.5
+
+
+def test_value_input_survives_save_and_load(tmp_path):
+    model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", cv_value_input=True,
+                     cv_segment_position=True)
+    model.learn(200)
+    model.save(tmp_path / "model.zip")
+    loaded = RelaxA2C.load(tmp_path / "model.zip", device="cpu")
+    assert loaded.cv_value_input and loaded.policy.cv_value_input
+    rollout = next(model.rollout_buffer.get(batch_size=None))
+    actions = rollout.actions.long().flatten()
+    outputs = []
+    for m in (model, loaded):  # the saved weights, on the same batch (V read from each model's own critic)
+        values, _, _, dist, features = m.policy.evaluate_actions_with_distribution(rollout.observations, actions)
+        outputs.append(torch.stack(m._cv_terms(rollout, dist, actions, features, values)))
+    assert torch.equal(*outputs)
+    shifted = model._cv_terms(rollout, dist, actions, features, values + 1.0)
+    assert not torch.equal(torch.stack(shifted), outputs[0])  # and they do read V
+    loaded.set_env(model.get_env())
+    loaded.learn(200, reset_num_timesteps=False)
+
+
+def test_value_input_needs_c_hat_and_reaches_the_ddpg_critic():
+    model = RelaxA2C("MlpPolicy", "CartPole-v1", action_dependent_cv=False, cv_value_input=True)
+    assert not model.cv_value_input and not hasattr(model.policy, "cv_net")
+    ddpg = RelaxDDPG("MlpPolicy", "Pendulum-v1", n_steps=4, cv_value_input=True, seed=0, device="cpu")
+    assert ddpg.policy.cv_net.net[0].in_features == 3 + 1 + 1
+    ddpg.learn(8)
