@@ -48,7 +48,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
     :param cv_segment_position: ĉ takes one more input per sample, the transition's place in its rollout segment
         (``segment_position`` of :meth:`control_variate_terms`; the algorithm chooses the encoding).
     :param cv_value_input: ĉ takes one more input per sample, the critic's V(s) detached (``values`` of
-        :meth:`control_variate_terms`): while V learns, the part of Â that ĉ can predict, E[Â | s] = E[R̂ | s] − V(s),
+        :meth:`control_variate_terms`), as symlog(V) = sign(V) log(1 + |V|) so that returns in the tens or hundreds
+        do not saturate ĉ's tanh units: while V learns, the part of Â that ĉ can predict, E[Â | s] = E[R̂ | s] − V(s),
         moves with V, and ĉ can follow it through this input. V is a fixed function of s during a batch (θ is stepped
         after it), so unbiasedness is untouched.
     :param cv_advantage_scale: ĉ's output is in units of the advantages' spread: ĉ = σ̂ · ĉ_net, with σ̂ a running
@@ -236,8 +237,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
 
     def _cv_state_inputs(self, features: torch.Tensor, segment_position: torch.Tensor | None,
                          values: torch.Tensor | None = None) -> torch.Tensor:
-        """ĉ's inputs besides the action: the detached features, then the segment position and V(s) (detached) if ĉ
-        reads them."""
+        """ĉ's inputs besides the action: the detached features, then the segment position and symlog V(s) (detached)
+        if ĉ reads them."""
         inputs = [features.detach()]
         for name, wanted, extra in (("segment_position", self.cv_segment_position, segment_position),
                                     ("values", self.cv_value_input, values)):
@@ -246,7 +247,8 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
             if extra is None:
                 option = "cv_segment_position" if name == "segment_position" else "cv_value_input"
                 raise ValueError(f"this policy's ĉ reads {name} ({option}=True): pass {name}, one value per sample")
-            inputs.append(extra.detach().reshape(-1, 1).to(features.dtype))
+            extra = extra.detach().reshape(-1, 1).to(features.dtype)
+            inputs.append(extra if name == "segment_position" else torch.sign(extra) * torch.log1p(extra.abs()))
         return inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=-1)
 
     def cv_value(self, features: torch.Tensor, action_input: torch.Tensor) -> torch.Tensor:

@@ -82,9 +82,10 @@ class RelaxA2C(StoredNoiseCollection, ControlVariateWeighting, UpdateLogging, A2
     :param cv_segment_position: ĉ also reads the transition's place in its n-step segment, (n_steps − t) / n_steps
         for step t: the share of the segment left before Â_t bootstraps from V. While V lags, Â_t's mean depends on
         it. t is fixed before a_t is drawn, so θ's estimate stays unbiased.
-    :param cv_value_input: ĉ also reads the critic's V(s) (detached): E[Â | s] = E[R̂ | s] − V(s), the part of Â a
-        state-dependent ĉ can remove, moves whenever V does, and through this input ĉ can follow it instead of
-        relearning it. θ is stepped after the batch, so V is a fixed function of s for θ's estimate: unbiased.
+    :param cv_value_input: ĉ also reads the critic's V(s) (detached, as sign(V) log(1 + |V|)): E[Â | s] =
+        E[R̂ | s] − V(s), the part of Â a state-dependent ĉ can remove, moves whenever V does, and through this
+        input ĉ can follow it instead of relearning it. θ is stepped after the batch, so V is a fixed function of s
+        for θ's estimate: unbiased.
     :param cv_advantage_scale: ĉ's output is multiplied by σ̂, a running std of Â over the batches before each one
         (logged as ``train/cv_advantage_scale``), so ĉ is learned in units of Â's spread instead of growing from 0
         at about φ's learning rate per step. σ̂ is fixed during a batch: θ's estimate stays unbiased.

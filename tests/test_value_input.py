@@ -1,8 +1,9 @@
-"""``cv_value_input``: ĉ also reads the critic's V(s), detached.
+"""``cv_value_input``: ĉ also reads the critic's V(s), detached, as symlog(V) = sign(V) log(1 + |V|).
 
 ĉ must depend on V, a saved model must keep the option, and θ's estimate must stay unbiased with a large ĉ
-that varies with V (V is a fixed function of s during a batch; a V that carried θ's gradient would add the
-value head to the estimate, which the check below also catches).
+that reads V. The bandit has one observation, so there V is one number per batch: the z-test is the large-ĉ
+test with V as an extra input. What it adds: a V that carried θ's gradient would put the value head into the
+estimate, which ``_max_z``'s check of the estimated parameters catches (checked by removing the detaches).
 """
 
 import pytest
@@ -31,6 +32,9 @@ def test_c_hat_reads_the_value_and_the_estimate_stays_unbiased(continuous):
     low, high = (policy.cv_value(policy._cv_state_inputs(features, None, torch.full((5,), v)), action)
                  for v in (0.0, 1.0))
     assert (low - high).abs().min() > 1e-3  # ĉ depends on V: the check below is not vacuous
+    values = torch.tensor([-(torch.e - 1), 0.0, 99.0])
+    assert torch.allclose(policy._cv_state_inputs(torch.zeros(3, 2), None, values)[:, -1],
+                          torch.tensor([-1.0, 0.0, torch.log(torch.tensor(100.0))]))  # symlog, not V itself
     with pytest.raises(ValueError, match="pass values"):
         policy._cv_state_inputs(features, None, None)
     worst, _ = _max_z(model, continuous)
@@ -46,11 +50,13 @@ def test_value_input_survives_save_and_load(tmp_path):
     assert loaded.cv_value_input and loaded.policy.cv_value_input
     rollout = next(model.rollout_buffer.get(batch_size=None))
     actions = rollout.actions.long().flatten()
-    outputs = []
+    outputs, evaluated = [], {}
     for m in (model, loaded):  # the saved weights, on the same batch (V read from each model's own critic)
-        values, _, _, dist, features = m.policy.evaluate_actions_with_distribution(rollout.observations, actions)
+        evaluated[m] = m.policy.evaluate_actions_with_distribution(rollout.observations, actions)
+        values, _, _, dist, features = evaluated[m]
         outputs.append(torch.stack(m._cv_terms(rollout, dist, actions, features, values)))
     assert torch.equal(*outputs)
+    values, _, _, dist, features = evaluated[model]
     shifted = model._cv_terms(rollout, dist, actions, features, values + 1.0)
     assert not torch.equal(torch.stack(shifted), outputs[0])  # and they do read V
     loaded.set_env(model.get_env())
