@@ -176,6 +176,24 @@ def test_readme_vae_rows_match_the_committed_results():
 
 
 VARIANCE_ROWS = (
+    ("variance_value_input_advantage_scale_auto_beta10_200_step_segments", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, ĉ reads the critic's V(s) "
+     "(`cv_value_input=true`), seeds 0-2 (`variance_value_input_advantage_scale_auto_beta10_200_step_segments`)"),
+    ("variance_value_input_advantage_scale_auto_beta10_200_step_segments_seeds_3_5", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, ĉ reads V(s), seeds 3-5 "
+     "(`variance_value_input_advantage_scale_auto_beta10_200_step_segments_seeds_3_5`)"),
+    ("variance_inverted_pendulum_value_input", "InvertedPendulum-v5",
+     "InvertedPendulum-v5, ĉ reads the critic's V(s) (`cv_value_input=true`), seeds 0-2 "
+     "(`variance_inverted_pendulum_value_input`)"),
+    ("variance_advantage_scale_auto_beta10_200_step_segments_seeds_3_5", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, seeds 3-5 "
+     "(`variance_advantage_scale_auto_beta10_200_step_segments_seeds_3_5`)"),
+    ("variance_phi_4_steps_advantage_scale_auto_beta10_200_step_segments", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, 4 φ steps per update "
+     "(`cv_updates_per_step=4`), seeds 0-2 (`variance_phi_4_steps_advantage_scale_auto_beta10_200_step_segments`)"),
+    ("variance_phi_4_steps_advantage_scale_auto_beta10_200_step_segments_seeds_3_5", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, 4 φ steps per update, seeds 3-5 "
+     "(`variance_phi_4_steps_advantage_scale_auto_beta10_200_step_segments_seeds_3_5`)"),
     ("variance_ideal_baseline_inverted_pendulum", "InvertedPendulum-v5", "InvertedPendulum-v5, seeds 0-2, 30 batches a "
      "checkpoint, beside the ideal baselines (`variance_ideal_baseline_inverted_pendulum`)"),
     ("variance_inverted_pendulum_regression", "InvertedPendulum-v5",
@@ -466,3 +484,18 @@ def test_readme_update_profile_numbers_match_the_committed_results():
     for part in ("backward: φ's gradient (double backprop)", "backward: ∇_θ S̄ with create_graph", "forward: ĉ",
                  "φ's optimizer step"):
         assert f"{parts[part]:.2f} ms" in readme.split("The 2.2 ms that ĉ adds", 1)[1][:700], part
+
+
+def test_results_readme_pooled_regime_counts_match_the_committed_results():
+    """The six-seed counts of the regime's variants (seeds 0-2 and 3-5 pooled) in results/README.md."""
+    with open(os.path.join(ROOT, "results", "README.md"), encoding="utf-8") as fh:
+        details = " ".join(fh.read().split())
+    section = details.split("**More φ steps, or ĉ reading V, on top of σ̂ and β up to 10.**", 1)[1][:3000]
+    for prefix, stated in (("variance_advantage_scale_auto_beta10", "43 of 66"),
+                           ("variance_phi_4_steps_advantage_scale_auto_beta10", "50 of 66"),
+                           ("variance_value_input_advantage_scale_auto_beta10", "41 of 66")):
+        summaries = [_variance_summary(f"{prefix}_200_step_segments{suffix}", "CartPole-v1")
+                     for suffix in ("", "_seeds_3_5")]
+        met = sum(s["checkpoints_at_or_below_half"] for s in summaries)
+        total = sum(s["n_checkpoints"] for s in summaries)
+        assert f"{met} of {total}" == stated and stated in section, (prefix, met, total)
