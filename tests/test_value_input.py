@@ -8,21 +8,14 @@ estimate, which ``_max_z``'s check of the estimated parameters catches (checked 
 
 import pytest
 import torch
-from stable_baselines3.common.vec_env import DummyVecEnv
-from test_agent_unbiased import OneStepBandit, _amplify_cv, _max_z
+from test_agent_unbiased import _amplify_cv, _max_z, _new_model
 
 from relax_rl import RelaxA2C, RelaxDDPG
 
 
-def _bandit_model(continuous, **kwargs):
-    env = DummyVecEnv([lambda: OneStepBandit(continuous)] * 8)
-    return RelaxA2C("MlpPolicy", env, n_steps=2, seed=0, device="cpu", learning_rate=1e-4, cv_learning_rate=3e-3,
-                    policy_kwargs={"net_arch": [8]}, cv_value_input=True, **kwargs)
-
-
 @pytest.mark.parametrize("continuous", [False, True], ids=["relax-discrete", "lax-continuous"])
 def test_c_hat_reads_the_value_and_the_estimate_stays_unbiased(continuous):
-    model = _bandit_model(continuous)
+    model = _new_model(continuous, cv_value_input=True)
     model.learn(400)
     _amplify_cv(model)
     policy = model.policy
