@@ -179,6 +179,12 @@ def test_readme_vae_rows_match_the_committed_results():
 
 
 VARIANCE_ROWS = (
+    ("variance_advantage_scale_auto_beta10_200_step_segments_seeds_6_8", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, seeds 6-8 "
+     "(`variance_advantage_scale_auto_beta10_200_step_segments_seeds_6_8`)"),
+    ("variance_phi_4_steps_advantage_scale_auto_beta10_200_step_segments_seeds_6_8", "CartPole-v1",
+     "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, 4 φ steps per update, seeds 6-8 "
+     "(`variance_phi_4_steps_advantage_scale_auto_beta10_200_step_segments_seeds_6_8`)"),
     ("variance_value_input_advantage_scale_auto_beta10_200_step_segments", "CartPole-v1",
      "CartPole-v1, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, ĉ reads the critic's V(s) "
      "(`cv_value_input=true`), seeds 0-2 (`variance_value_input_advantage_scale_auto_beta10_200_step_segments`)"),
@@ -490,15 +496,15 @@ def test_readme_update_profile_numbers_match_the_committed_results():
 
 
 def test_results_readme_pooled_regime_counts_match_the_committed_results():
-    """The six-seed counts of the regime's variants (seeds 0-2 and 3-5 pooled) in results/README.md."""
+    """The pooled counts of the regime's variants over their sets of seeds (0-2, 3-5, 6-8) in results/README.md."""
     with open(os.path.join(ROOT, "results", "README.md"), encoding="utf-8") as fh:
         details = " ".join(fh.read().split())
     section = details.split("**More φ steps, or ĉ reading V, on top of σ̂ and β up to 10.**", 1)[1][:3000]
-    for prefix, stated in (("variance_advantage_scale_auto_beta10", "43 of 66"),
-                           ("variance_phi_4_steps_advantage_scale_auto_beta10", "50 of 66"),
-                           ("variance_value_input_advantage_scale_auto_beta10", "41 of 66")):
-        summaries = [_variance_summary(f"{prefix}_200_step_segments{suffix}", "CartPole-v1")
-                     for suffix in ("", "_seeds_3_5")]
+    for prefix, stated, suffixes in (
+            ("variance_advantage_scale_auto_beta10", "63 of 99", ("", "_seeds_3_5", "_seeds_6_8")),
+            ("variance_phi_4_steps_advantage_scale_auto_beta10", "73 of 99", ("", "_seeds_3_5", "_seeds_6_8")),
+            ("variance_value_input_advantage_scale_auto_beta10", "41 of 66", ("", "_seeds_3_5"))):
+        summaries = [_variance_summary(f"{prefix}_200_step_segments{suffix}", "CartPole-v1") for suffix in suffixes]
         met = sum(s["checkpoints_at_or_below_half"] for s in summaries)
         total = sum(s["n_checkpoints"] for s in summaries)
         assert f"{met} of {total}" == stated and stated in section, (prefix, met, total)
@@ -511,5 +517,5 @@ def test_readme_goal_cell_for_four_phi_steps_matches_the_committed_results():
         table = json.load(fh)["table"]["CartPole-v1"]["195"]
     arm = table[CARTPOLE_ROWS[-1][0]]  # 4 φ steps per update on top of σ̂ and β up to 10
     off = table["relax-a2c (c-hat off, 1 env, 200-step segments)"]
-    stated = f"With 4 φ steps per update as well: {arm['median'] / off['median']:.2f}× ({arm['median']:.0f})."
+    stated = f"With 4 φ steps per update as well: {arm['median'] / off['median']:.2f}× ({arm['median']:.0f}),"
     assert stated in _readme(), stated
