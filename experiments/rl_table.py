@@ -84,7 +84,7 @@ ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "relax-a2c (c-hat in units of the advantage spread, beta up to 10, 1 env, 200-step segments)": (
         "relax-a2c", ("cv_advantage_scale=True", "cv_coef=auto", "cv_coef_max=10", "n_envs=1", "n_steps=200"),
         ("discrete", "box")),
-    # optional: and 4 φ steps per update (the update is a few % of this regime's time, so extra φ steps are cheap)
+    # optional: and 4 φ steps per update (this regime updates once per 200 steps, so extra φ steps cost less)
     "relax-a2c (c-hat in units of the advantage spread, beta up to 10, 4 phi steps, 1 env, 200-step segments)": (
         "relax-a2c", ("cv_advantage_scale=True", "cv_coef=auto", "cv_coef_max=10", "cv_updates_per_step=4",
                       "n_envs=1", "n_steps=200"), ("discrete", "box")),

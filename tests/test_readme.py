@@ -25,7 +25,9 @@ def _readme_and_details() -> str:
 def test_readme_estimator_example_reaches_the_stated_theta():
     readme = _readme()
     example = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "estimator_step" in block)
-    stated = float(re.search(r"# (\d\.\d+) \(from 0\.5\)", example).group(1))
+    # 10,000 stochastic steps: the end point depends on the CPU's floating-point paths (kernels for different
+    # instruction sets round differently, and the samples then diverge), so the README states the range of seeds
+    low, high = map(float, re.search(r"# (\d\.\d+)-(\d\.\d+) \(from 0\.5", example).groups())
     out = io.StringIO()
     threads = torch.get_num_threads()
     try:
@@ -34,7 +36,7 @@ def test_readme_estimator_example_reaches_the_stated_theta():
             exec(compile(example, "README.md", "exec"), {})
     finally:
         torch.set_num_threads(threads)
-    assert abs(float(out.getvalue()) - stated) < 5e-4
+    assert low <= float(out.getvalue()) <= high < 0.25  # θ went from 0.5 most of the way to its optimum, 0
 
 
 CARTPOLE_ROWS = (
@@ -61,6 +63,8 @@ CARTPOLE_ROWS = (
     ("relax-a2c (c-hat in units of the advantage spread, beta up to 10, 4 phi steps, 1 env, 200-step segments)",
      "relax-a2c, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, 4 φ steps per update "
      "(`cv_updates_per_step=4`)"),
+    ("relax-a2c (c-hat in units of the advantage spread, beta up to 10, c-hat reads V, 1 env, 200-step segments)",
+     "relax-a2c, 1 env, 200-step segments, ĉ in units of Â's spread, β up to 10, ĉ reads V(s) (`cv_value_input=true`)"),
 )
 
 
@@ -472,7 +476,11 @@ def test_readme_throughput_rows_match_the_committed_results():
     directory = "throughput_advantage_scale_auto_beta10_200_step_segments"  # σ̂ and β up to 10 on the relax arms
     (scaled,) = _results(directory, "throughput")
     assert _throughput_row(scaled, f" (`{directory}`)") in readme
-    goal = f"with ĉ in units of Â's spread and β up to 10: CartPole {scaled['ratio_relax_to_a2c']:.2f} |"
+    directory = "throughput_phi_4_steps_advantage_scale_auto_beta10_200_step_segments"  # and 4 φ steps
+    (four,) = _results(directory, "throughput")
+    assert _throughput_row(four, f" (`{directory}`)") in readme
+    goal = (f"with ĉ in units of Â's spread and β up to 10: CartPole {scaled['ratio_relax_to_a2c']:.2f}, and 4 φ "
+            f"steps per update: {four['ratio_relax_to_a2c']:.2f} |")
     assert goal in readme, goal
 
 
@@ -515,7 +523,7 @@ def test_readme_goal_cell_for_four_phi_steps_matches_the_committed_results():
 
     with open(os.path.join(ROOT, "results", "rl_table", "rl_table.json"), encoding="utf-8") as fh:
         table = json.load(fh)["table"]["CartPole-v1"]["195"]
-    arm = table[CARTPOLE_ROWS[-1][0]]  # 4 φ steps per update on top of σ̂ and β up to 10
+    arm = table[CARTPOLE_ROWS[-2][0]]  # 4 φ steps per update on top of σ̂ and β up to 10
     off = table["relax-a2c (c-hat off, 1 env, 200-step segments)"]
     stated = f"With 4 φ steps per update as well: {arm['median'] / off['median']:.2f}× ({arm['median']:.0f}),"
     assert stated in _readme(), stated
