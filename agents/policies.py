@@ -34,6 +34,13 @@ __all__ = ["RelaxActorCriticPolicy", "RelaxActorCriticCnnPolicy", "RelaxMultiInp
 ControlVariateTerms = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def _per_sample_input(value: torch.Tensor | None, name: str, option: str, features: torch.Tensor) -> torch.Tensor:
+    """One extra input of ĉ per sample, as a detached column in the features' dtype; a clear error if missing."""
+    if value is None:
+        raise ValueError(f"this policy's ĉ reads {name} ({option}=True): pass {name}, one value per sample")
+    return value.detach().reshape(-1, 1).to(features.dtype)
+
+
 class RelaxActorCriticPolicy(ActorCriticPolicy):
     """SB3 ``ActorCriticPolicy`` plus ĉ_φ and its optimizer.
 
@@ -240,15 +247,11 @@ class RelaxActorCriticPolicy(ActorCriticPolicy):
         """ĉ's inputs besides the action: the detached features, then the segment position and symlog V(s) (detached)
         if ĉ reads them."""
         inputs = [features.detach()]
-        for name, wanted, extra in (("segment_position", self.cv_segment_position, segment_position),
-                                    ("values", self.cv_value_input, values)):
-            if not wanted:
-                continue
-            if extra is None:
-                option = "cv_segment_position" if name == "segment_position" else "cv_value_input"
-                raise ValueError(f"this policy's ĉ reads {name} ({option}=True): pass {name}, one value per sample")
-            extra = extra.detach().reshape(-1, 1).to(features.dtype)
-            inputs.append(extra if name == "segment_position" else torch.sign(extra) * torch.log1p(extra.abs()))
+        if self.cv_segment_position:
+            inputs.append(_per_sample_input(segment_position, "segment_position", "cv_segment_position", features))
+        if self.cv_value_input:
+            value = _per_sample_input(values, "values", "cv_value_input", features)
+            inputs.append(torch.sign(value) * torch.log1p(value.abs()))
         return inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=-1)
 
     def cv_value(self, features: torch.Tensor, action_input: torch.Tensor) -> torch.Tensor:
