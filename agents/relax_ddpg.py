@@ -46,7 +46,8 @@ def _require_bounded_box(action_space: spaces.Space, who: str) -> None:
 
 class RelaxDDPGPolicy(RelaxActorCriticPolicy):
     """Gaussian actor with a tanh mean rescaled to the action bounds, state-value head V, and the critic
-    c_φ(s, a) (``cv_net``: an MLP over [features(s) detached, action scaled to [−1, 1]], no output scale)."""
+    c_φ(s, a) (``cv_net``: an MLP over [features(s) detached, the segment position and symlog V(s) where those
+    options are on, action scaled to [−1, 1]], no output scale)."""
 
     cv_scale_init = None
 
