@@ -66,19 +66,27 @@ def test_c_hat_reads_the_position_and_the_estimate_stays_unbiased(continuous):
     assert worst < 4.5
 
 
-def test_position_survives_save_and_load(tmp_path):
-    model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", cv_segment_position=True)
+def saved_and_loaded(tmp_path, **options):
+    """A CartPole model with ĉ's ``options`` after 200 steps, the model saved and loaded, and its last batch."""
+    model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", **options)
     model.learn(200)
     model.save(tmp_path / "model.zip")
     loaded = RelaxA2C.load(tmp_path / "model.zip", device="cpu")
-    assert loaded.cv_segment_position and loaded.policy.cv_segment_position
-    rollout = next(model.rollout_buffer.get(batch_size=None))
+    return model, loaded, next(model.rollout_buffer.get(batch_size=None))
+
+
+def c_hat_terms(model, rollout, value_shift=0.0):
+    """(c_z, c_z̃, c_z̃⊥) of ``model`` on ``rollout``, stacked; ``value_shift`` is added to the V that ĉ reads."""
     actions = rollout.actions.long().flatten()
-    outputs = []
-    for m in (model, loaded):  # the saved weights, on the same batch and positions
-        values, _, _, dist, features = m.policy.evaluate_actions_with_distribution(rollout.observations, actions)
-        outputs.append(torch.stack(m._cv_terms(rollout, dist, actions, features, values)))
-    assert torch.equal(*outputs)
+    values, _, _, dist, features = model.policy.evaluate_actions_with_distribution(rollout.observations, actions)
+    return torch.stack(model._cv_terms(rollout, dist, actions, features, values + value_shift))
+
+
+def test_position_survives_save_and_load(tmp_path):
+    model, loaded, rollout = saved_and_loaded(tmp_path, cv_segment_position=True)
+    assert loaded.cv_segment_position and loaded.policy.cv_segment_position
+    # the saved weights, on the same batch and positions
+    assert torch.equal(c_hat_terms(model, rollout), c_hat_terms(loaded, rollout))
     loaded.set_env(model.get_env())
     loaded.learn(200, reset_num_timesteps=False)  # the loaded model's buffer carries the steps again
 

@@ -9,6 +9,7 @@ estimate, which ``_max_z``'s check of the estimated parameters catches (checked 
 import pytest
 import torch
 from test_agent_unbiased import _amplify_cv, _max_z, _new_model
+from test_segment_position import c_hat_terms, saved_and_loaded
 
 from relax_rl import RelaxA2C, RelaxDDPG
 
@@ -35,23 +36,12 @@ def test_c_hat_reads_the_value_and_the_estimate_stays_unbiased(continuous):
 
 
 def test_value_input_survives_save_and_load(tmp_path):
-    model = RelaxA2C("MlpPolicy", "CartPole-v1", n_steps=5, seed=0, device="cpu", cv_value_input=True,
-                     cv_segment_position=True)
-    model.learn(200)
-    model.save(tmp_path / "model.zip")
-    loaded = RelaxA2C.load(tmp_path / "model.zip", device="cpu")
+    model, loaded, rollout = saved_and_loaded(tmp_path, cv_value_input=True, cv_segment_position=True)
     assert loaded.cv_value_input and loaded.policy.cv_value_input
-    rollout = next(model.rollout_buffer.get(batch_size=None))
-    actions = rollout.actions.long().flatten()
-    outputs, evaluated = [], {}
-    for m in (model, loaded):  # the saved weights, on the same batch (V read from each model's own critic)
-        evaluated[m] = m.policy.evaluate_actions_with_distribution(rollout.observations, actions)
-        values, _, _, dist, features = evaluated[m]
-        outputs.append(torch.stack(m._cv_terms(rollout, dist, actions, features, values)))
-    assert torch.equal(*outputs)
-    values, _, _, dist, features = evaluated[model]
-    shifted = model._cv_terms(rollout, dist, actions, features, values + 1.0)
-    assert not torch.equal(torch.stack(shifted), outputs[0])  # and they do read V
+    # the saved weights, on the same batch (V read from each model's own critic)
+    saved = c_hat_terms(model, rollout)
+    assert torch.equal(saved, c_hat_terms(loaded, rollout))
+    assert not torch.equal(c_hat_terms(model, rollout, value_shift=1.0), saved)  # and they do read V
     loaded.set_env(model.get_env())
     loaded.learn(200, reset_num_timesteps=False)
 
