@@ -24,7 +24,7 @@ from collections import defaultdict
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rl_table import WINDOW, best_window_mean  # noqa: E402
+from run_scores import WINDOW, best_window_mean  # noqa: E402
 
 from relax_rl.runs import command_line  # noqa: E402
 

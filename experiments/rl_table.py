@@ -3,7 +3,9 @@
 Every run goes through the training pipeline (``relax_rl.cli.train``, i.e. ``python train.py``) with the
 packaged config of its algorithm, on a budget shared by every arm of an environment. Episodes to solve: the
 number of completed training episodes (all parallel envs together) at which the mean undiscounted return of
-the last 100 completed episodes first reaches the threshold; a run that never gets there is unsolved.
+the last 100 completed episodes first reaches the threshold; a run that never gets there is unsolved. Beside it,
+each arm gets the mean return over its runs' first K steps (``RETURN_STEPS``; ``run_scores.py``), a score with no
+100-episode floor.
 
     python experiments/rl_table.py --envs CartPole-v1 --out results/rl_table       # 10 seeds x 4 arms
     python experiments/rl_table.py --quick --out /tmp/rl_table_quick                # smoke run, ~1 min
@@ -36,8 +38,13 @@ from relax_rl.runs import command_line
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run_records import claim, read_record, release, write_record  # noqa: E402
-
-WINDOW = 100
+from run_scores import (  # noqa: E402
+    WINDOW,
+    best_window_mean,
+    episodes_to_threshold,
+    mean_return_over_steps,
+    timesteps_to_threshold,
+)
 
 # env id -> (thresholds, shared budget in timesteps, seeds)
 ENVS: dict[str, tuple[tuple[float, ...], int, int]] = {
@@ -45,6 +52,12 @@ ENVS: dict[str, tuple[tuple[float, ...], int, int]] = {
     "LunarLander-v3": ((200.0,), 1_000_000, 5),
     "InvertedPendulum-v5": ((950.0,), 300_000, 5),
 }
+
+# env id -> K of the floor-free score, the mean return over each run's first K steps (run_scores.py): past every
+# arm's solves at the first threshold, and short of the earliest stop of any committed run (runs stop at the last
+# threshold: CartPole's earliest at 51,496 steps, InvertedPendulum's at 99,288, LunarLander's at 454,832). A budget
+# below 2 K (--budget) lowers K to half of it, which a run that trains its whole budget covers.
+RETURN_STEPS: dict[str, int] = {"CartPole-v1": 50_000, "LunarLander-v3": 400_000, "InvertedPendulum-v5": 90_000}
 
 # arm -> (algo, hyperparameter overrides, action-space kinds it applies to)
 ARMS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
@@ -108,25 +121,6 @@ PAPER = {
 QUICK = {"envs": ["CartPole-v1"], "arms": ["relax-a2c", "a2c"], "seeds": 2, "budget": 20_000}
 
 
-def episodes_to_threshold(returns: list[float] | np.ndarray, threshold: float, window: int = WINDOW) -> int | None:
-    """1-based count of completed episodes at which the mean of the last ``window`` returns first reaches
-    ``threshold`` (a full window is required), or None if it never does."""
-    returns = np.asarray(returns, dtype=float)
-    if returns.size < window:
-        return None
-    moving = np.convolve(returns, np.ones(window) / window, mode="valid")  # moving[k]: episodes k .. k+window-1
-    hits = np.nonzero(moving >= threshold)[0]
-    return int(hits[0] + window) if hits.size else None
-
-
-def best_window_mean(returns: list[float] | np.ndarray, window: int = WINDOW) -> float | None:
-    """The highest mean return over any ``window`` consecutive episodes (None for a run with fewer): how close a run
-    came to the threshold, shown beside the score (it does not rank)."""
-    if len(returns) < window:
-        return None
-    return float(np.convolve(np.asarray(returns, dtype=float), np.ones(window) / window, mode="valid").max())
-
-
 class EpisodeRecorder(BaseCallback):
     """Records every completed training episode (return, timestep) from the Monitor infos and stops training
     once the 100-episode mean has reached the highest threshold."""
@@ -188,16 +182,13 @@ def run_job(job: Job, log_folder: str) -> dict:
     }
 
 
-def timesteps_to_threshold(record: dict, threshold: float) -> int | None:
-    """The timestep (all parallel envs together) at which a run's episodes-to-solve count was reached: the end of
-    the episode that completed the first window at or above ``threshold`` (None if never)."""
-    episodes = record["episodes_to_solve"][f"{threshold:g}"]
-    return None if episodes is None else int(record["episode_timesteps"][episodes - 1])
-
-
-def summarize(records: list[dict], threshold: float) -> dict:
-    """Median, mean ± std over solved runs, and solved/total; the median timestep of the solves."""
+def summarize(records: list[dict], threshold: float, return_steps: int | None = None) -> dict:
+    """Median, mean ± std over solved runs, and solved/total; the median timestep of the solves; with
+    ``return_steps`` = K, the median over seeds of the mean return over the first K steps (None unless every run
+    covers K: a run that stopped before K solved early, and leaving it out would favour the slow)."""
     key = f"{threshold:g}"
+    scores = {r["seed"]: mean_return_over_steps(r.get("returns", ()), r.get("episode_timesteps", ()), return_steps)
+              for r in records} if return_steps else {}
     solved = [r["episodes_to_solve"][key] for r in records if r["episodes_to_solve"][key] is not None]
     steps = [timesteps_to_threshold(r, threshold) for r in records]
     return {
@@ -214,6 +205,9 @@ def summarize(records: list[dict], threshold: float) -> dict:
         # the deterministic policy at the run's end (or where it stopped, at the highest threshold)
         "final_eval_median": _median([r.get("final_eval_mean") for r in records]),
         "median_wall_time_s": float(np.median([r["wall_time_s"] for r in records])),
+        "return_steps": return_steps,
+        "per_seed_mean_return": scores,
+        "mean_return": None if not scores or None in scores.values() else float(np.median(list(scores.values()))),
     }
 
 
@@ -231,6 +225,11 @@ def _fmt(x: float | None, digits: int = 0) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
+def _return_cell(summary: dict) -> str:
+    steps = summary.get("return_steps")
+    return "" if not steps else f"{_fmt(summary.get('mean_return'), 1)} (K = {steps:,})"
+
+
 def write_markdown(table: dict, path: str, commands: list[str]) -> None:
     lines = ["# Episodes to solve", "", "Commands (each adds its runs to this table; rerunning one resumes it):", "",
              *[f"    {command}" for command in commands], "",
@@ -239,11 +238,15 @@ def write_markdown(table: dict, path: str, commands: list[str]) -> None:
              "only in solved/total. Each arm uses its packaged config (`configs/<algo>.yml`) on the budget shown. "
              "Runs stop once the highest threshold is reached. 'Steps': the same solves counted in environment steps "
              "(all envs together; median over the solved runs). The last column evaluates the deterministic policy "
-             "(5 episodes) where the run ended: training episodes sample actions, so they can score lower.", "",
+             "(5 episodes) where the run ended: training episodes sample actions, so they can score lower. "
+             "'Mean return, first K steps': (1/K) Σ_t R(t) over the run's first K environment steps, R(t) the return "
+             "of the first training episode to end at or after step t (one env: the episode step t is in), the median "
+             "over seeds: the area under the learning curve against steps, with no window and so no floor; K is "
+             "the same for every arm of an env. '—' if a run stopped before K.", "",
              f"| env | threshold | arm | solved | median | mean ± std | paper (mean ± std) | steps (median) "
              f"| budget (steps) | best {WINDOW}-episode mean (median over seeds) "
-             "| final deterministic eval (median over seeds) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| final deterministic eval (median over seeds) | mean return, first K steps (median over seeds) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for env_id, per_threshold in table.items():
         for threshold_key, arms in per_threshold.items():
             for arm, s in arms.items():
@@ -252,7 +255,8 @@ def write_markdown(table: dict, path: str, commands: list[str]) -> None:
                 lines.append(f"| {env_id} | {threshold_key} | {arm} | {s['solved']}/{s['total']} | "
                              f"{_fmt(s['median'])} | {spread} | {paper} | {_fmt(s.get('median_timesteps'))} | "
                              f"{s['budget']:,} | "
-                             f"{_fmt(s.get('best_window_mean'), 1)} | {_fmt(s.get('final_eval_median'), 1)} |")
+                             f"{_fmt(s.get('best_window_mean'), 1)} | {_fmt(s.get('final_eval_median'), 1)} | "
+                             f"{_return_cell(s)} |")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
 
@@ -402,7 +406,8 @@ def main(argv: list[str] | None = None) -> dict:
     for env_id in [e for e in ENVS if e in everything]:
         by_arm = {arm: sorted(everything[env_id][arm], key=lambda r: r["seed"]) for arm in ARMS
                   if arm in everything[env_id]}
-        table[env_id] = {f"{t:g}": {arm: {**summarize(runs, t), "budget": runs[0]["budget"]}
+        table[env_id] = {f"{t:g}": {arm: {**summarize(runs, t, min(RETURN_STEPS[env_id], runs[0]["budget"] // 2)),
+                                          "budget": runs[0]["budget"]}
                                     for arm, runs in by_arm.items()} for t in ENVS[env_id][0]}
         plot_curves(env_id, by_arm, ENVS[env_id][0], os.path.join(args.out, f"{env_id}.png"))
     command = command_line("experiments/rl_table.py", argv)

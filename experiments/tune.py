@@ -28,7 +28,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rl_table import ARMS, ENVS, WINDOW, Job, best_window_mean, episodes_to_threshold, run_jobs  # noqa: E402
+from rl_table import ARMS, ENVS, Job, run_jobs  # noqa: E402
+from run_scores import WINDOW, best_window_mean, episodes_to_threshold  # noqa: E402
 
 from relax_rl.cli import get_algo_class, timesteps_type  # noqa: E402
 from relax_rl.runs import command_line  # noqa: E402

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -64,6 +65,59 @@ def test_best_window_mean_is_the_median_over_seeds_of_each_runs_best_100_episode
     assert rl_table.summarize(records, 195.0)["best_window_mean"] == pytest.approx(120.0)
 
 
+run_scores = _load("run_scores")
+
+
+def _mean_return_by_brute_force(returns: list[float], ends: list[int], steps: int) -> float:
+    """The definition step by step: R(t) is the mean return of the episodes that end at the first end >= t."""
+    total = 0.0
+    for t in range(1, steps + 1):
+        first_end = min(e for e in ends if e >= t)
+        total += np.mean([r for r, e in zip(returns, ends, strict=True) if e == first_end])
+    return total / steps
+
+
+def test_mean_return_over_steps_matches_its_definition_and_has_no_episode_floor():
+    # one env: the score is the length-weighted mean return, Σ R_i L_i / K, up to K (the last episode cut at K)
+    lengths, returns = [10, 30, 60], [10.0, 20.0, 30.0]
+    ends = list(np.cumsum(lengths))  # 10, 40, 100
+    assert run_scores.mean_return_over_steps(returns, ends, 100) == pytest.approx((100 + 600 + 1800) / 100)
+    assert run_scores.mean_return_over_steps(returns, ends, 70) == pytest.approx((100 + 600 + 30 * 30) / 70)
+    assert run_scores.mean_return_over_steps(returns, ends, 101) is None  # no episode ends at or after step 101
+    # parallel envs: episodes ending on the same step count as their mean, against a brute-force loop over t
+    rng = np.random.default_rng(0)
+    ends = sorted(int(e) for e in rng.choice(np.arange(8, 400, 8), size=40))  # repeats: several end together
+    returns = [float(r) for r in rng.normal(100, 30, size=40)]
+    for steps in (1, 8, 9, 123, ends[-1]):
+        expected = _mean_return_by_brute_force(returns, ends, steps)
+        assert run_scores.mean_return_over_steps(returns, ends, steps) == pytest.approx(expected), steps
+    # two runs that both finish 100 episodes of 500 at the same count: the one that got there in fewer steps scores
+    # higher, where episodes to solve would read the same (unlike the 100-episode mean, this score has no floor)
+    fast, slow = [500.0] * 100, [20.0] * 100 + [500.0] * 100
+    fast_ends, slow_ends = list(np.cumsum([500] * 100)), list(np.cumsum([20] * 100 + [500] * 100))
+    assert (run_scores.mean_return_over_steps(fast, fast_ends, 50_000)
+            > run_scores.mean_return_over_steps(slow, slow_ends, 50_000))
+    with pytest.raises(ValueError, match="nondecreasing"):
+        run_scores.mean_return_over_steps([1.0, 2.0], [20, 10], 5)
+    with pytest.raises(ValueError, match="2 returns but 1 episode ends"):
+        run_scores.mean_return_over_steps([1.0, 2.0], [20], 5)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        run_scores.mean_return_over_steps([1.0], [20], 0)
+
+
+def test_summary_gives_the_median_return_over_steps_only_when_every_run_covers_k():
+    covering = {"returns": [10.0, 30.0], "episode_timesteps": [10, 40]}  # scores (100 + 900) / 40 = 25 at K = 40
+    records = [{"seed": s, "wall_time_s": 1.0, "episodes_to_solve": {"195": None}, **covering} for s in range(2)]
+    records[1]["returns"] = [20.0, 40.0]  # (200 + 1200) / 40 = 35
+    summary = rl_table.summarize(records, 195.0, return_steps=40)
+    assert summary["per_seed_mean_return"] == {0: 25.0, 1: 35.0} and summary["mean_return"] == 30.0
+    records.append({"seed": 2, "wall_time_s": 1.0, "episodes_to_solve": {"195": 2}, "returns": [500.0, 500.0],
+                    "episode_timesteps": [10, 20]})  # stopped (solved) before K: leaving it out would favour the slow
+    summary = rl_table.summarize(records, 195.0, return_steps=40)
+    assert summary["per_seed_mean_return"][2] is None and summary["mean_return"] is None
+    assert rl_table.summarize(records, 195.0)["mean_return"] is None  # no K, no score
+
+
 def test_rl_table_quick_runs_records_episodes_and_resumes(tmp_path, capsys):
     out = tmp_path / "table"
     table = rl_table.main(["--quick", "--seeds", "1", "--budget", "3000", "--workers", "1", "--out", str(out)])
@@ -76,7 +130,11 @@ def test_rl_table_quick_runs_records_episodes_and_resumes(tmp_path, capsys):
         assert record["episodes"] == len(record["returns"]) > 0
         assert sum(record["returns"]) <= record["timesteps"]
         assert record["episode_timesteps"] == sorted(record["episode_timesteps"])
-    assert (out / "rl_table.md").read_text().count("| CartPole-v1 |") == 4
+    markdown = (out / "rl_table.md").read_text()
+    assert markdown.count("| CartPole-v1 |") == 4
+    # the return over steps, with K lowered to half the budget: a run that trains its whole budget covers it
+    assert re.findall(r"\| ([\d.,—]+) \(K = 1,500\) \|", markdown) == [
+        f"{table['CartPole-v1'][t][arm]['mean_return']:,.1f}" for t in ("195", "475") for arm in ("relax-a2c", "a2c")]
     assert (out / "CartPole-v1.png").stat().st_size > 0
     mtimes = [p.stat().st_mtime_ns for p in runs]
     capsys.readouterr()

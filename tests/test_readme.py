@@ -527,3 +527,74 @@ def test_readme_goal_cell_for_four_phi_steps_matches_the_committed_results():
     off = table["relax-a2c (c-hat off, 1 env, 200-step segments)"]
     stated = f"With 4 φ steps per update as well: {arm['median'] / off['median']:.2f}× ({arm['median']:.0f}),"
     assert stated in _readme(), stated
+
+
+def test_readme_mean_return_over_steps_matches_the_committed_results():
+    """The floor-free measure (mean return over each run's first K steps): the README's medians, ratios and
+    per-seed counts against the ĉ-off arm on the same settings, and results/README.md's per-arm counts."""
+    import json
+
+    def table(folder: str) -> dict:
+        with open(os.path.join(ROOT, "results", folder, "rl_table.json"), encoding="utf-8") as fh:
+            return json.load(fh)["table"]
+
+    main, fresh = table("rl_table"), table("rl_table_seeds_10_19")
+    cartpole, fresh_cartpole = main["CartPole-v1"]["195"], fresh["CartPole-v1"]["195"]
+    pendulum, lander = main["InvertedPendulum-v5"]["950"], main["LunarLander-v3"]["200"]
+    off, regime_off = "relax-a2c (c-hat off)", "relax-a2c (c-hat off, 1 env, 200-step segments)"
+    best = "relax-a2c (c-hat in units of the advantage spread, beta up to 10, 1 env, 200-step segments)"
+
+    def score(arms: dict, arm: str) -> float:
+        return arms[arm]["mean_return"]
+
+    def higher(arms: dict, arm: str, baseline: str) -> int:
+        mine, theirs = arms[arm]["per_seed_mean_return"], arms[baseline]["per_seed_mean_return"]
+        return sum(mine[seed] > theirs[seed] for seed in mine)
+
+    def versus(arms: dict, arm: str, baseline: str) -> str:
+        return f"{score(arms, arm):.0f} against ĉ off's {score(arms, baseline):.0f}"
+
+    assert higher(cartpole, "ppo", off) == 10
+    assert {higher(lander, "relax-a2c", off), higher(pendulum, "relax-a2c", off)} == {0, 1}
+    relax_arms = [arm for arm in cartpole if arm.startswith("relax-a2c") and "c-hat off" not in arm]
+    top = max(score(cartpole, a) / score(cartpole, regime_off if "200-step" in a else off) for a in relax_arms)
+    stated = [
+        f"relax-a2c reads {versus(cartpole, 'relax-a2c', off)} "
+        f"({score(cartpole, 'relax-a2c') / score(cartpole, off):.2f}×), higher on "
+        f"{higher(cartpole, 'relax-a2c', off)} of 10 seeds; PPO leads with {score(cartpole, 'ppo'):.0f}",
+        f"β up to 10 reads {versus(cartpole, best, regime_off)} "
+        f"({score(cartpole, best) / score(cartpole, regime_off):.2f}×), higher on "
+        f"{higher(cartpole, best, regime_off)} of 10 seeds, and on seeds 10-19 "
+        f"{score(fresh_cartpole, best):.0f} against {score(fresh_cartpole, regime_off):.0f} "
+        f"({score(fresh_cartpole, best) / score(fresh_cartpole, regime_off):.2f}×, "
+        f"{higher(fresh_cartpole, best, regime_off)} of 10): "
+        f"{higher(cartpole, best, regime_off) + higher(fresh_cartpole, best, regime_off)} of 20 in all",
+        f"No relax arm reads more than {top:.2f}× its ĉ-off arm",
+        f"is {score(pendulum, 'relax-a2c'):.0f} for relax-a2c against ĉ off's {score(pendulum, off):.0f}, lower on "
+        f"{10 - higher(pendulum, 'relax-a2c', off)} of 10 seeds (sign test p ≈ 0.02); A2C on its own settings reads "
+        f"{score(pendulum, 'a2c'):.0f}, PPO {score(pendulum, 'ppo'):.0f} and relax-ddpg "
+        f"{score(pendulum, 'relax-ddpg'):.0f}",
+        f"is {score(lander, 'relax-a2c'):.0f} for relax-a2c against ĉ off's {score(lander, off):.0f}, lower on all 5 "
+        f"seeds (sign test p ≈ 0.06); PPO reads {score(lander, 'ppo'):.0f}".replace("is -", "is −"),
+        f"no more on CartPole ({higher(cartpole, 'relax-a2c', off)} of 10)",
+    ]
+    readme = " ".join(_readme().split())
+    for sentence in stated:
+        assert sentence in readme, sentence
+
+    with open(os.path.join(ROOT, "results", "README.md"), encoding="utf-8") as fh:
+        details = " ".join(fh.read().split())
+    counts = [
+        f"relax-a2c {higher(cartpole, 'relax-a2c', off)}/10, `cv_coef=auto` "
+        f"{higher(cartpole, 'relax-a2c (cv_coef auto)', off)}/10, φ on every 4th update "
+        f"{higher(cartpole, 'relax-a2c (phi every 4th update)', off)}/10",
+        f"the default {higher(cartpole, 'relax-a2c (1 env, 200-step segments)', regime_off)}/10, β up to 10 "
+        f"{higher(cartpole, 'relax-a2c (cv_coef auto up to 10, 1 env, 200-step segments)', regime_off)}/10, σ̂ with β "
+        f"up to 10 {higher(cartpole, best, regime_off)}/10 ({higher(fresh_cartpole, best, regime_off)}/10 on seeds "
+        f"10-19), and 4 φ steps {higher(cartpole, CARTPOLE_ROWS[-2][0], regime_off)}/10",
+        f"InvertedPendulum: relax-a2c {higher(pendulum, 'relax-a2c', off)}/10, `cv_coef=auto` "
+        f"{higher(pendulum, 'relax-a2c (cv_coef auto)', off)}/10; LunarLander: relax-a2c "
+        f"{higher(lander, 'relax-a2c', off)}/5, `cv_coef=auto` {higher(lander, 'relax-a2c (cv_coef auto)', off)}/5",
+    ]
+    for sentence in counts:
+        assert sentence in details, sentence
