@@ -34,7 +34,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from relax_rl.cli import positive_int_type, timesteps_type
-from relax_rl.runs import command_line
+from relax_rl.runs import command_line, machine_info
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run_records import claim, read_record, release, write_record  # noqa: E402
@@ -179,6 +179,7 @@ def run_job(job: Job, log_folder: str) -> dict:
         "episodes": len(recorder.returns), "timesteps": result.num_timesteps, "wall_time_s": result.wall_time,
         "fps": result.fps, "final_eval_mean": result.eval_mean,
         "returns": [round(r, 2) for r in recorder.returns], "episode_timesteps": recorder.timesteps,
+        "machine": machine_info(),  # wall times compare on one machine; CPU kernels can change the runs' numbers
     }
 
 
@@ -237,8 +238,8 @@ def write_markdown(table: dict, path: str, commands: list[str]) -> None:
              f"{WINDOW} reaches the threshold (DESIGN §7). Mean ± std are over the solved runs; unsolved runs count "
              "only in solved/total. Each arm uses its packaged config (`configs/<algo>.yml`) on the budget shown. "
              "Runs stop once the highest threshold is reached. 'Steps': the same solves counted in environment steps "
-             "(all envs together; median over the solved runs). The last column evaluates the deterministic policy "
-             "(5 episodes) where the run ended: training episodes sample actions, so they can score lower. "
+             "(all envs together; median over the solved runs). 'Final deterministic eval' scores the deterministic "
+             "policy (5 episodes) where the run ended: training episodes sample actions, so they can score lower. "
              "'Mean return, first K steps': (1/K) Σ_t R(t) over the run's first K environment steps, R(t) the return "
              "of the first training episode to end at or after step t (one env: the episode step t is in), the median "
              "over seeds: the area under the learning curve against steps, with no window and so no floor; K is "

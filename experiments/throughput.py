@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import time
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from relax_rl.runs import command_line
+from relax_rl.runs import command_line, machine_info
 
 # timesteps per arm (all blocks together)
 ENVS = {"CartPole-v1": 100_000, "LunarLander-v3": 100_000, "InvertedPendulum-v5": 50_000, "ALE/Pong-v5": 16_000}
@@ -179,13 +178,14 @@ def measure_env(env_id: str, steps: int, blocks: int, seed: int, device: str = "
 
 def write_markdown(results: list[dict], path: str, command: str) -> None:
     gpu = f", GPU {torch.cuda.get_device_name()}" if any(r.get("device") == "cuda" for r in results) else ""
+    machine = machine_info()
     lines = ["# Throughput: relax-a2c against SB3 A2C, same settings", "", f"Command: `{command}`", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores{gpu}, torch "
-             f"{torch.__version__}. The five arms take turns in blocks of a few rollouts (SB3's learn() loop body), "
-             "each block starting with another arm. fps: median over blocks. Ratios: median over blocks of the "
-             "arm's fps over A2C's in the same block, with the quartiles over blocks in brackets. Goal: ratio ≥ 0.8 "
-             "on the MLP tasks. 'update cost': relax-a2c's time in train() over A2C's. 'ĉ share of update' = "
-             "(update time with ĉ on − with ĉ off) / update time with ĉ on.", "",
+             f"Machine: {machine['processor']}, {machine['cores']} cores{gpu}, torch {torch.__version__} "
+             f"({machine['torch_cpu_capability']} CPU kernels). The five arms take turns in blocks of a few "
+             "rollouts (SB3's learn() loop body), each block starting with another arm. fps: median over blocks. "
+             "Ratios: median over blocks of the arm's fps over A2C's in the same block, with the quartiles over "
+             "blocks in brackets. Goal: ratio ≥ 0.8 on the MLP tasks. 'update cost': relax-a2c's time in train() "
+             "over A2C's. 'ĉ share of update' = (update time with ĉ on − with ĉ off) / update time with ĉ on.", "",
              "| env | policy, device | n_envs × n_steps | blocks × rollouts | A2C fps | relax fps | relax / A2C "
              "| ĉ-off / A2C | relax, φ every 4th update / A2C | relax, cv_coef auto / A2C | update cost relax / A2C "
              "| update share of relax time | ĉ share of update |",
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         results.append(result)
     command = command_line("experiments/throughput.py", argv)
     with open(os.path.join(args.out, "throughput.json"), "w") as fh:
-        json.dump({"command": command, "results": results}, fh, indent=1)
+        json.dump({"command": command, "machine": machine_info(), "results": results}, fh, indent=1)
     write_markdown(results, os.path.join(args.out, "throughput.md"), command)
     return results
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from relax_rl.runs import command_line
+from relax_rl.runs import command_line, machine_info
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from throughput import build, check_relax_a2c_entries  # noqa: E402  (experiments/throughput.py: the same arms)
@@ -122,8 +122,12 @@ def profile_env(env_id: str, updates: int, warmup: int, seed: int) -> dict:
 
 
 def write_markdown(results: list[dict], path: str, command: str) -> None:
+    machine = machine_info()
     lines = ["# Where the update time goes: relax-a2c, the same code with ĉ off, SB3 A2C", "",
              f"Command: `{command}`", "",
+             f"Machine: {machine['processor']}, {machine['cores']} cores, torch {torch.__version__} "
+             f"({machine['torch_cpu_capability']} CPU kernels); times compare within this file, not across machines.",
+             "",
              "ms per call of train() on one fixed rollout, the arms taking turns in blocks of "
              f"{BLOCK} updates; each part is the time inside the function that does it.", ""]
     for r in results:
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = [profile_env(env_id, args.updates, args.warmup, args.seed) for env_id in args.envs]
     command = command_line("experiments/update_profile.py", argv)
     with open(os.path.join(args.out, "update_profile.json"), "w") as fh:
-        json.dump({"command": command, "results": results}, fh, indent=1)
+        json.dump({"command": command, "machine": machine_info(), "results": results}, fh, indent=1)
     write_markdown(results, os.path.join(args.out, "update_profile.md"), command)
     return results
 

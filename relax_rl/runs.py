@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import platform
 import random
@@ -282,6 +283,26 @@ def count_episodes(run_dir: str | Path) -> int:
     return total
 
 
+def machine_info() -> dict[str, Any]:
+    """What the run's numbers depend on besides the versions: the CPU and the kernels torch picked for it. Kernels
+    for different instruction sets round differently, so the same seed and versions can train differently on two
+    machines (``torch_cpu_capability``), and wall times only compare on one machine."""
+    return {"machine": platform.machine(), "processor": _cpu_model(), "cores": os.cpu_count(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def _cpu_model() -> str:
+    """The CPU's model name where Linux gives it (platform.processor() there is only the architecture)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _versions() -> dict[str, str]:
     return {"relax-rl": relax_rl.__version__, "torch": torch.__version__,
             "stable-baselines3": stable_baselines3.__version__, "gymnasium": gym.__version__,
@@ -298,7 +319,8 @@ def write_config(run: Run, run_dir: Path, command: str, device: str, algo_kwargs
         config["options"] = dict(run.options)
         config.setdefault("resumes", []).append(
             {"command": command, "from": str(run.resume_model), "num_timesteps": run.resume_steps,
-             "n_timesteps": run.hyperparams["n_timesteps"], "started": now, "versions": _versions()})
+             "n_timesteps": run.hyperparams["n_timesteps"], "started": now, "versions": _versions(),
+             "machine": machine_info()})
     else:
         resolved = algorithm_defaults(run.algo_class)
         resolved.update({k: v for k, v in run.hyperparams.items() if k not in SPECIAL_KEYS or k == "policy_kwargs"})
@@ -316,7 +338,8 @@ def write_config(run: Run, run_dir: Path, command: str, device: str, algo_kwargs
             "sources": run.config["sources"],
             "options": {**run.options, "device": device},
             "run_dir": str(run_dir), "tensorboard_dir": str(tb_dir) if tb_dir else None,
-            "versions": _versions(), "command": command, "cwd": str(Path.cwd()), "started": now,
+            "versions": _versions(), "machine": machine_info(), "command": command, "cwd": str(Path.cwd()),
+            "started": now,
         }
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(yaml_ready(config), sort_keys=False))
     return config

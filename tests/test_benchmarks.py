@@ -130,6 +130,7 @@ def test_rl_table_quick_runs_records_episodes_and_resumes(tmp_path, capsys):
         assert record["episodes"] == len(record["returns"]) > 0
         assert sum(record["returns"]) <= record["timesteps"]
         assert record["episode_timesteps"] == sorted(record["episode_timesteps"])
+        assert record["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     markdown = (out / "rl_table.md").read_text()
     assert markdown.count("| CartPole-v1 |") == 4
     # the return over steps, with K lowered to half the budget: a run that trains its whole budget covers it
@@ -278,6 +279,14 @@ def test_throughput_quick_reports_consistent_ratios(tmp_path):
         assert arms[arm]["wall_s"] == pytest.approx(sum(b["wall_s"] for b in measured))
     assert result["device"] == "cpu"
     assert "| CartPole-v1 | RelaxActorCriticPolicy, cpu | 8 × 5 | 4 × 4 |" in (tmp_path / "throughput.md").read_text()
+    _check_machine_is_recorded(tmp_path / "throughput.json", tmp_path / "throughput.md")
+
+
+def _check_machine_is_recorded(json_path, markdown_path) -> None:
+    """Timings only compare on one machine: the output names its CPU kernels (JSON and markdown)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert json.loads(json_path.read_text())["machine"]["torch_cpu_capability"] == capability
+    assert f"({capability} CPU kernels)" in markdown_path.read_text()
 
 
 update_profile = _load("update_profile")
@@ -297,6 +306,7 @@ def test_update_profile_parts_add_up_and_name_relax_only_work(tmp_path):
     assert relax_only <= set(parts["relax-a2c"])
     assert not relax_only & (set(parts["a2c"]) | set(parts["relax-a2c (c-hat off)"]))
     assert "| **whole update** |" in (tmp_path / "update_profile.md").read_text()
+    _check_machine_is_recorded(tmp_path / "update_profile.json", tmp_path / "update_profile.md")
 
 
 @pytest.mark.parametrize("script", ["variance", "throughput", "update_profile"])

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -77,6 +78,9 @@ def test_relax_a2c_run_writes_the_run_directory(tmp_path, capsys):
     assert config["seed"] == 3 and config["algo"] == "relax-a2c" and config["env"] == "CartPole-v1"
     assert config["env_settings"]["normalize_kwargs"] == {"norm_obs": True, "norm_reward": True, "gamma": 0.99}
     assert set(config["versions"]) >= {"relax-rl", "torch", "stable-baselines3"}
+    # the CPU kernels torch chose: the same seed and versions can train differently where they differ
+    assert config["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert config["machine"]["cores"] == os.cpu_count()
     assert "--hyperparams n_envs=2 n_steps=8" in config["command"]
     assert result.num_timesteps >= 256 and result.episodes == _monitor_rows(run_dir) > 0
     assert result.eval_mean is not None and result.eval_std >= 0 and not result.interrupted
