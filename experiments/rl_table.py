@@ -188,8 +188,10 @@ def summarize(records: list[dict], threshold: float, return_steps: int | None = 
     ``return_steps`` = K, the median over seeds of the mean return over the first K steps (None unless every run
     covers K: a run that stopped before K solved early, and leaving it out would favour the slow)."""
     key = f"{threshold:g}"
-    scores = {r["seed"]: mean_return_over_steps(r.get("returns", ()), r.get("episode_timesteps", ()), return_steps)
-              for r in records} if return_steps else {}
+    scores = {}
+    if return_steps:
+        scores = {r["seed"]: mean_return_over_steps(r.get("returns", ()), r.get("episode_timesteps", ()),
+                                                    return_steps) for r in records}
     solved = [r["episodes_to_solve"][key] for r in records if r["episodes_to_solve"][key] is not None]
     steps = [timesteps_to_threshold(r, threshold) for r in records]
     return {
@@ -407,8 +409,9 @@ def main(argv: list[str] | None = None) -> dict:
     for env_id in [e for e in ENVS if e in everything]:
         by_arm = {arm: sorted(everything[env_id][arm], key=lambda r: r["seed"]) for arm in ARMS
                   if arm in everything[env_id]}
-        table[env_id] = {f"{t:g}": {arm: {**summarize(runs, t, min(RETURN_STEPS[env_id], runs[0]["budget"] // 2)),
-                                          "budget": runs[0]["budget"]}
+        # one K for every arm of the env, so that their scores compare (half the smallest budget, if that is less)
+        return_steps = min(RETURN_STEPS[env_id], *(r["budget"] // 2 for runs in by_arm.values() for r in runs))
+        table[env_id] = {f"{t:g}": {arm: {**summarize(runs, t, return_steps), "budget": runs[0]["budget"]}
                                     for arm, runs in by_arm.items()} for t in ENVS[env_id][0]}
         plot_curves(env_id, by_arm, ENVS[env_id][0], os.path.join(args.out, f"{env_id}.png"))
     command = command_line("experiments/rl_table.py", argv)

@@ -45,17 +45,18 @@ def mean_return_over_steps(returns: list[float] | np.ndarray, episode_timesteps:
     """(1/K) Σ_{t=1..K} R(t), K = ``steps``: R(t) is the return of the first episode to end at or after step t
     (the mean of those that end together, on one step of parallel envs). With one env that is the episode step t
     belongs to, so the score is Σ_i R_i L_i / K, the return an average step of the first K earned. None when the
-    run has no episode ending at or after step K (it stopped before K, or K is past its last episode)."""
+    run has no episode ending at or after step K (it stopped before K, or K is past its last episode).
+    ValueError for ``steps`` < 1, for returns and ends of different lengths, and for ends out of order."""
     ends = np.asarray(episode_timesteps, dtype=np.int64)
     returns = np.asarray(returns, dtype=float)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if ends.shape != returns.shape:
         raise ValueError(f"{returns.size} returns but {ends.size} episode ends")
-    if ends.size == 0 or ends[-1] < steps:
-        return None
     if np.any(np.diff(ends) < 0):
         raise ValueError("episode_timesteps must be nondecreasing (the order the episodes ended in)")
+    if ends.size == 0 or ends[-1] < steps:
+        return None
     unique_ends, group = np.unique(ends, return_inverse=True)
     group_mean = np.bincount(group, weights=returns) / np.bincount(group)
     starts = np.concatenate([[0], unique_ends[:-1]])

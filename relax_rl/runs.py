@@ -284,11 +284,13 @@ def count_episodes(run_dir: str | Path) -> int:
 
 
 def machine_info() -> dict[str, Any]:
-    """What the run's numbers depend on besides the versions: the CPU and the kernels torch picked for it. Kernels
-    for different instruction sets round differently, so the same seed and versions can train differently on two
-    machines (``torch_cpu_capability``), and wall times only compare on one machine."""
-    return {"machine": platform.machine(), "processor": _cpu_model(), "cores": os.cpu_count(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    """What the run's numbers depend on besides the versions: the CPU, the cores this process may use, torch's
+    threads and the kernels torch picked. Kernels for different instruction sets round differently, so the same
+    seed and versions can train differently on two machines (``torch_cpu_capability``), and wall times only
+    compare on one machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"machine": platform.machine(), "processor": _cpu_model(), "cores": cores,
+            "torch_threads": torch.get_num_threads(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def _cpu_model() -> str:

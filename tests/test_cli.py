@@ -80,7 +80,8 @@ def test_relax_a2c_run_writes_the_run_directory(tmp_path, capsys):
     assert set(config["versions"]) >= {"relax-rl", "torch", "stable-baselines3"}
     # the CPU kernels torch chose: the same seed and versions can train differently where they differ
     assert config["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert config["machine"]["cores"] == os.cpu_count()
+    assert 1 <= config["machine"]["cores"] <= os.cpu_count()
+    assert config["machine"]["torch_threads"] == torch.get_num_threads()
     assert "--hyperparams n_envs=2 n_steps=8" in config["command"]
     assert result.num_timesteps >= 256 and result.episodes == _monitor_rows(run_dir) > 0
     assert result.eval_mean is not None and result.eval_std >= 0 and not result.interrupted
@@ -150,6 +151,7 @@ def test_interrupt_then_resume_continues_the_run(tmp_path):
     assert timesteps[0] == 64 and np.all(np.diff(timesteps) > 0) and timesteps[-1] >= 512
     config = _config(run_dir)
     assert config["seed"] == 3 and config["resumes"][0]["num_timesteps"] == first.num_timesteps
+    assert config["resumes"][0]["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
     # resuming a complete run is a user error that says how to extend it
     assert main(["--resume", str(run_dir), "--no-progress"]) == 2
