@@ -1,0 +1,227 @@
+"""The README's and results/README.md's numbers on the mean return over a fixed step budget and on the reruns on
+another CPU, recomputed from the committed results."""
+
+import os
+
+from test_readme import CARTPOLE_ROWS, ROOT, _readme
+
+
+def _rl_table(folder: str) -> dict:
+    import json
+
+    with open(os.path.join(ROOT, "results", folder, "rl_table.json"), encoding="utf-8") as fh:
+        return json.load(fh)["table"]
+
+
+def _higher(arms: dict, arm: str, baseline: str) -> int:
+    """Seeds on which ``arm``'s mean return over the first K steps is above ``baseline``'s."""
+    mine, theirs = arms[arm]["per_seed_mean_return"], arms[baseline]["per_seed_mean_return"]
+    return sum(mine[seed] > theirs[seed] for seed in mine)
+
+
+def _sign_test(successes: int, trials: int) -> float:
+    """Two-sided sign test p-value (the exact binomial with p = 1/2)."""
+    from math import comb
+
+    tail = sum(comb(trials, k) for k in range(min(successes, trials - successes) + 1)) / 2 ** trials
+    return min(1.0, 2 * tail)
+
+
+C_HAT_OFF, REGIME_C_HAT_OFF = "relax-a2c (c-hat off)", "relax-a2c (c-hat off, 1 env, 200-step segments)"
+REGIME_BEST = "relax-a2c (c-hat in units of the advantage spread, beta up to 10, 1 env, 200-step segments)"
+
+
+def test_readme_mean_return_over_steps_matches_the_committed_results():
+    """The floor-free measure (mean return over each run's first K steps): the README's medians, ratios, per-seed
+    counts and sign tests against the ĉ-off arm on the same settings, and results/README.md's per-arm counts."""
+    main, fresh = _rl_table("rl_table"), _rl_table("rl_table_seeds_10_19")
+    cartpole, fresh_cartpole = main["CartPole-v1"]["195"], fresh["CartPole-v1"]["195"]
+    pendulum, lander = main["InvertedPendulum-v5"]["950"], main["LunarLander-v3"]["200"]
+    off, regime_off, best = C_HAT_OFF, REGIME_C_HAT_OFF, REGIME_BEST
+
+    def score(arms: dict, arm: str) -> float:
+        return arms[arm]["mean_return"]
+
+    def versus(arms: dict, arm: str, baseline: str) -> str:
+        return f"{score(arms, arm):.0f} against ĉ off's {score(arms, baseline):.0f}"
+
+    relax_arms = [arm for arm in cartpole if arm.startswith("relax-a2c") and "c-hat off" not in arm]
+    top = max(score(cartpole, a) / score(cartpole, regime_off if "200-step" in a else off) for a in relax_arms)
+    best_wins = _higher(cartpole, best, regime_off) + _higher(fresh_cartpole, best, regime_off)
+    pendulum_lower, lander_lower = 10 - _higher(pendulum, "relax-a2c", off), 5 - _higher(lander, "relax-a2c", off)
+    assert lander_lower == 5  # "lower on all 5 seeds"
+    stated = [
+        f"relax-a2c reads {versus(cartpole, 'relax-a2c', off)} "
+        f"({score(cartpole, 'relax-a2c') / score(cartpole, off):.2f}×), higher on "
+        f"{_higher(cartpole, 'relax-a2c', off)} of 10 seeds; PPO leads with {score(cartpole, 'ppo'):.0f}, higher than "
+        f"ĉ off on all {_higher(cartpole, 'ppo', off)}",
+        f"β up to 10 reads {versus(cartpole, best, regime_off)} "
+        f"({score(cartpole, best) / score(cartpole, regime_off):.2f}×), higher on "
+        f"{_higher(cartpole, best, regime_off)} of 10 seeds, and on seeds 10-19 "
+        f"{score(fresh_cartpole, best):.0f} against {score(fresh_cartpole, regime_off):.0f} "
+        f"({score(fresh_cartpole, best) / score(fresh_cartpole, regime_off):.2f}×, "
+        f"{_higher(fresh_cartpole, best, regime_off)} of 10): {best_wins} of 20 in all (sign test p ≈ "
+        f"{_sign_test(best_wins, 20):.2f})",
+        f"No relax arm on CartPole reads more than {top:.2f}× its ĉ-off arm",
+        f"is {score(pendulum, 'relax-a2c'):.0f} for relax-a2c against ĉ off's {score(pendulum, off):.0f}, lower on "
+        f"{pendulum_lower} of 10 seeds (sign test p ≈ {_sign_test(pendulum_lower, 10):.2f}); A2C on its own settings "
+        f"reads {score(pendulum, 'a2c'):.0f}, PPO {score(pendulum, 'ppo'):.0f} and relax-ddpg "
+        f"{score(pendulum, 'relax-ddpg'):.0f}",
+        f"is {score(lander, 'relax-a2c'):.0f} for relax-a2c against ĉ off's {score(lander, off):.0f}, lower on all 5 "
+        f"seeds (sign test p ≈ {_sign_test(lander_lower, 5):.2f}); PPO reads {score(lander, 'ppo'):.0f}".replace(
+            "is -", "is −"),
+        f"no more than ĉ off on CartPole (higher on {_higher(cartpole, 'relax-a2c', off)} of 10 seeds) and less on "
+        f"InvertedPendulum in the committed runs (lower on {pendulum_lower} of 10 seeds)",
+    ]
+    readme = " ".join(_readme().split())
+    for sentence in stated:
+        assert sentence in readme, sentence
+
+    with open(os.path.join(ROOT, "results", "README.md"), encoding="utf-8") as fh:
+        details = " ".join(fh.read().split())
+    counted = {  # label in results/README.md -> (table, arm, its ĉ-off arm)
+        "CartPole, tuned config:": [("relax-a2c", "relax-a2c"),
+                                    ("φ on every 4th update", "relax-a2c (phi every 4th update)"),
+                                    ("ĉ also fits Â", "relax-a2c (c-hat fits the advantage)"),
+                                    ("φ weight decay", "relax-a2c (phi weight decay 0.01)"),
+                                    ("`cv_coef=auto`", "relax-a2c (cv_coef auto)"),
+                                    ("`cv_coef=auto` with φ on every 4th update",
+                                     "relax-a2c (cv_coef auto, phi every 4th update)")],
+        "CartPole, the paper's regime:": [
+            ("the default", "relax-a2c (1 env, 200-step segments)"),
+            ("β up to 10", "relax-a2c (cv_coef auto up to 10, 1 env, 200-step segments)"),
+            ("β up to 10 with φ's learning rate 0.01",
+             "relax-a2c (cv_coef auto up to 10, phi lr 0.01, 1 env, 200-step segments)"),
+            ("σ̂", "relax-a2c (c-hat in units of the advantage spread, 1 env, 200-step segments)"),
+            ("σ̂ with β up to 10", best), ("4 φ steps", CARTPOLE_ROWS[-2][0]), ("ĉ reads V", CARTPOLE_ROWS[-1][0])],
+        "InvertedPendulum:": [("relax-a2c", "relax-a2c"), ("φ on every 4th update", "relax-a2c (phi every 4th update)"),
+                              ("`cv_coef=auto`", "relax-a2c (cv_coef auto)")],
+        "LunarLander:": [("relax-a2c", "relax-a2c"), ("φ on every 4th update", "relax-a2c (phi every 4th update)"),
+                         ("`cv_coef=auto`", "relax-a2c (cv_coef auto)")],
+    }
+    tables = {"CartPole, tuned config:": (cartpole, off), "CartPole, the paper's regime:": (cartpole, regime_off),
+              "InvertedPendulum:": (pendulum, off), "LunarLander:": (lander, off)}
+    listed = set()
+    for group, arms in counted.items():
+        table, baseline = tables[group]
+        total = len(table[baseline]["per_seed_mean_return"])
+        for label, arm in arms:
+            count = f"{label} {_higher(table, arm, baseline)}/{total}"
+            assert count in details.split(group, 1)[1].split(";", 1)[0], (group, count)
+            listed.add((group.split(",")[0].rstrip(":"), arm))
+    # every relax-a2c arm of the three tables is counted
+    assert listed == {(env_id.split("-")[0], arm) for env_id, table in (("CartPole-v1", cartpole),
+                      ("InvertedPendulum-v5", pendulum), ("LunarLander-v3", lander))
+                      for arm in table if arm.startswith("relax-a2c") and "c-hat off" not in arm}
+
+
+def test_readme_reruns_on_another_cpu_match_the_committed_results():
+    """The rerun of the tuned configs' relax-a2c and ĉ-off arms on another machine, against the committed runs, and
+    the LunarLander seed-0 timing (results/README.md)."""
+    import json
+
+    committed, rerun = _rl_table("rl_table"), _rl_table("rl_table_rerun_avx512")
+    off = C_HAT_OFF
+
+    def episodes(env_id: str, threshold: str) -> str:
+        """'relax-a2c <n> against ĉ off's <n> (<ratio>×; committed <ratio>×)', medians of episodes to solve."""
+        new, old = rerun[env_id][threshold], committed[env_id][threshold]
+        ratio, old_ratio = (t["relax-a2c"]["median"] / t[off]["median"] for t in (new, old))
+        return (f"relax-a2c {new['relax-a2c']['median']:.0f} against ĉ off's {new[off]['median']:.0f} "
+                f"({ratio:.2f}×; committed {old_ratio:.2f}×)")
+
+    def returns(folder: str, name: str) -> list[float]:
+        with open(os.path.join(ROOT, "results", folder, "runs", name), encoding="utf-8") as fh:
+            return json.load(fh)["returns"]
+
+    shared: dict[str, list[int]] = {}  # env -> identical episodes before a rerun parts from its committed run
+    unchanged_counts = 0
+    for env_id, threshold in (("CartPole-v1", "195"), ("InvertedPendulum-v5", "950")):
+        for arm, key in (("relax-a2c", "relax-a2c"), (off, "relax-a2c_c-hat_off")):
+            for seed in range(10):
+                name = f"{env_id}__{key}__seed{seed}.json"
+                new, old = returns("rl_table_rerun_avx512", name), returns("rl_table", name)
+                if new != old:
+                    shared.setdefault(env_id, []).append(
+                        next(i for i, (a, b) in enumerate(zip(new, old, strict=False)) if a != b))
+                if env_id == "CartPole-v1":
+                    unchanged_counts += (rerun[env_id][threshold][arm]["per_seed"][str(seed)]
+                                         == committed[env_id][threshold][arm]["per_seed"][str(seed)])
+    cartpole, pendulum = rerun["CartPole-v1"]["195"], rerun["InvertedPendulum-v5"]["950"]
+    pendulum_lower = 10 - _higher(pendulum, "relax-a2c", off)
+    relax_counts, off_counts = cartpole["relax-a2c"]["per_seed"], cartpole[off]["per_seed"]
+    fewer = sum(relax_counts[seed] < off_counts[seed] for seed in relax_counts)
+    stated = [
+        f"gave {sum(map(len, shared.values()))} of 40 runs that differ from the committed ones, after "
+        f"{min(shared['CartPole-v1'])} to {max(shared['CartPole-v1'])} identical episodes on CartPole and "
+        f"{min(shared['InvertedPendulum-v5'])} to {max(shared['InvertedPendulum-v5'])} on InvertedPendulum",
+        f"({unchanged_counts} of the 20 counts to 195 are unchanged)",
+        f"CartPole to 195: {episodes('CartPole-v1', '195')}, fewer episodes on {fewer} of 10 seeds; mean return over "
+        f"the first 50,000 steps {cartpole['relax-a2c']['mean_return']:.0f} against "
+        f"{cartpole[off]['mean_return']:.0f} (higher on {_higher(cartpole, 'relax-a2c', off)} of 10)",
+        f"InvertedPendulum to 950: {episodes('InvertedPendulum-v5', '950')}; mean return over the first 90,000 steps "
+        f"{pendulum['relax-a2c']['mean_return']:.0f} against {pendulum[off]['mean_return']:.0f} (higher on "
+        f"{_higher(pendulum, 'relax-a2c', off)} of 10)",
+        f"{pendulum['relax-a2c']['mean_return']:.0f} against {pendulum[off]['mean_return']:.0f}, lower on "
+        f"{pendulum_lower} of 10 seeds (p ≈ {_sign_test(pendulum_lower, 10):.2f}), and "
+        f"{pendulum['relax-a2c']['median'] / pendulum[off]['median']:.2f}× ĉ off's episodes to 950 "
+        f"({pendulum['relax-a2c']['median']:.0f} against {pendulum[off]['median']:.0f}). The two runs of a seed share "
+        f"their first {min(shared['InvertedPendulum-v5'])} to {max(shared['InvertedPendulum-v5'])} episodes",
+        f"which a rerun on another CPU does not clearly repeat ({pendulum_lower} of 10)",
+    ]
+    # the paper's regime, σ̂ with β up to 10 against ĉ off there
+    regime_parted: dict[str, list[int | None]] = {}
+    for arm, key in ((REGIME_BEST, "relax-a2c_c-hat_in_units_of_the_advantage_spread__beta_up_to_10__1_env__200-step_"
+                                   "segments"), (REGIME_C_HAT_OFF, "relax-a2c_c-hat_off__1_env__200-step_segments")):
+        for seed in range(10):
+            name = f"CartPole-v1__{key}__seed{seed}.json"
+            new, old = returns("rl_table_rerun_avx512", name), returns("rl_table", name)
+            regime_parted.setdefault(arm, []).append(
+                next((i for i, (a, b) in enumerate(zip(new, old, strict=False)) if a != b), None))
+    parted = [i for i in regime_parted[REGIME_BEST] if i is not None]
+    assert len(parted) == 10
+
+    def regime(table: dict, threshold: str) -> tuple[dict, dict]:
+        return table["CartPole-v1"][threshold][REGIME_BEST], table["CartPole-v1"][threshold][REGIME_C_HAT_OFF]
+
+    (new_low, new_off), (old_low, old_off) = regime(rerun, "195"), regime(committed, "195")
+    (new_high, new_high_off), (old_high, old_high_off) = regime(rerun, "475"), regime(committed, "475")
+
+    def fewer_on(arm: dict, baseline: dict) -> int:
+        return sum(arm["per_seed"][seed] < baseline["per_seed"][seed] for seed in arm["per_seed"])
+
+    def higher_on(arm: dict, baseline: dict) -> int:
+        mine, theirs = arm["per_seed_mean_return"], baseline["per_seed_mean_return"]
+        return sum(mine[seed] > theirs[seed] for seed in mine)
+
+    stated += [
+        f"to 195 {new_low['median']:.0f} against {new_off['median']:.0f} "
+        f"({new_low['median'] / new_off['median']:.2f}×; committed {old_low['median'] / old_off['median']:.2f}×), "
+        f"fewer episodes on {fewer_on(new_low, new_off)} of 10 seeds (committed {fewer_on(old_low, old_off)} of 10); "
+        f"to 475 {new_high['median']:.0f} against "
+        f"{new_high_off['median']:.0f} ({new_high['median'] / new_high_off['median']:.2f}×; committed "
+        f"{old_high['median'] / old_high_off['median']:.2f}×); mean return over the first 50,000 steps "
+        f"{new_low['mean_return']:.0f} against {new_off['mean_return']:.0f} (higher on {higher_on(new_low, new_off)} "
+        f"of 10; committed {old_low['mean_return']:.0f} against {old_off['mean_return']:.0f}, "
+        f"{higher_on(old_low, old_off)} of 10). The relax runs part from the committed ones after {min(parted)} to "
+        f"{max(parted)} episodes, about where they reach 195, and "
+        f"{regime_parted[REGIME_C_HAT_OFF].count(None)} of the 10 ĉ-off runs never do",
+        f"give {new_low['median'] / new_off['median']:.2f}× and fewer episodes on {fewer_on(new_low, new_off)} of 10",
+    ]
+    lander = _rl_table("rl_table_lunar_lander_seed0_timing")["LunarLander-v3"]["200"]
+    old_lander = committed["LunarLander-v3"]["200"]
+    reversed_seed = [f"{x:.0f}".replace("-", "−") for x in (
+        lander["relax-a2c"]["mean_return"], lander[off]["mean_return"],
+        old_lander["relax-a2c"]["per_seed_mean_return"]["0"], old_lander[off]["per_seed_mean_return"]["0"])]
+    stated.append("reverses: relax-a2c {} against ĉ off's {}, where the committed runs read {} against {}".format(
+        *reversed_seed))
+    readme = " ".join(_readme().split())
+    for sentence in stated:
+        assert sentence in readme, sentence
+
+    minutes = {arm: lander[arm]["median_wall_time_s"] / 60 for arm in ("relax-a2c", off, "a2c", "ppo")}
+    with open(os.path.join(ROOT, "results", "README.md"), encoding="utf-8") as fh:
+        details = " ".join(fh.read().split())
+    timing = (f"relax-a2c {minutes['relax-a2c']:.1f} minutes, ĉ off {minutes[off]:.1f}, A2C {minutes['a2c']:.1f} and "
+              f"PPO {minutes['ppo']:.1f}")
+    assert timing in details, timing
