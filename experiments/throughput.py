@@ -176,9 +176,8 @@ def measure_env(env_id: str, steps: int, blocks: int, seed: int, device: str = "
     }
 
 
-def write_markdown(results: list[dict], path: str, command: str) -> None:
+def write_markdown(results: list[dict], path: str, command: str, machine: dict) -> None:
     gpu = f", GPU {torch.cuda.get_device_name()}" if any(r.get("device") == "cuda" for r in results) else ""
-    machine = machine_info()
     lines = ["# Throughput: relax-a2c against SB3 A2C, same settings", "", f"Command: `{command}`", "",
              f"Machine: {machine['processor']}, {machine['cores']} cores{gpu}, torch {torch.__version__} "
              f"({machine['torch_cpu_capability']} CPU kernels). The five arms take turns in blocks of a few "
@@ -260,9 +259,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
               f"ĉ share of update {result['c_hat_share_of_update']:.0%}", flush=True)
         results.append(result)
     command = command_line("experiments/throughput.py", argv)
+    machine = machine_info()  # one reading for both files
     with open(os.path.join(args.out, "throughput.json"), "w") as fh:
-        json.dump({"command": command, "machine": machine_info(), "results": results}, fh, indent=1)
-    write_markdown(results, os.path.join(args.out, "throughput.md"), command)
+        json.dump({"command": command, "machine": machine, "results": results}, fh, indent=1)
+    write_markdown(results, os.path.join(args.out, "throughput.md"), command, machine)
     return results
 
 

@@ -121,8 +121,7 @@ def profile_env(env_id: str, updates: int, warmup: int, seed: int) -> dict:
             "ms_per_update": {arm: 1e3 * totals[arm] / n for arm in ARMS}, "parts_ms": parts}
 
 
-def write_markdown(results: list[dict], path: str, command: str) -> None:
-    machine = machine_info()
+def write_markdown(results: list[dict], path: str, command: str, machine: dict) -> None:
     lines = ["# Where the update time goes: relax-a2c, the same code with ĉ off, SB3 A2C", "",
              f"Command: `{command}`", "",
              f"Machine: {machine['processor']}, {machine['cores']} cores, torch {torch.__version__} "
@@ -160,9 +159,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     os.makedirs(args.out, exist_ok=True)
     results = [profile_env(env_id, args.updates, args.warmup, args.seed) for env_id in args.envs]
     command = command_line("experiments/update_profile.py", argv)
+    machine = machine_info()  # one reading for both files
     with open(os.path.join(args.out, "update_profile.json"), "w") as fh:
-        json.dump({"command": command, "machine": machine_info(), "results": results}, fh, indent=1)
-    write_markdown(results, os.path.join(args.out, "update_profile.md"), command)
+        json.dump({"command": command, "machine": machine, "results": results}, fh, indent=1)
+    write_markdown(results, os.path.join(args.out, "update_profile.md"), command, machine)
     return results
 
 
