@@ -162,9 +162,14 @@ def _return_cell(summary: dict) -> str:
     return "" if not steps else f"{_fmt(summary.get('mean_return'), 1)} (K = {steps:,})"
 
 
-def write_markdown(table: dict, path: str, commands: list[str]) -> None:
+def write_markdown(table: dict, path: str, commands: list[str], invocations: list[dict] = ()) -> None:
+    timings = [f"- {i['runs_trained']} runs in {i['wall_time_s'] / 60:.1f} minutes with {i['workers']} "
+               f"worker{'' if i['workers'] == 1 else 's'} on {i['machine']['cores']} cores "
+               f"({i['machine']['processor']}): `{i['command']}`" for i in invocations]
     lines = ["# Episodes to solve", "", "Commands (each adds its runs to this table; rerunning one resumes it):", "",
              *[f"    {command}" for command in commands], "",
+             *(["Wall time of each invocation that trained runs, start to end (an interrupted one is not listed; its "
+                "finished runs are kept and not counted again):", "", *timings, ""] if timings else []),
              "Episodes: completed training episodes (all parallel envs together) until the mean return of the last "
              f"{WINDOW} reaches the threshold (DESIGN §7). Mean ± std are over the solved runs; unsolved runs count "
              "only in solved/total. Each arm uses its packaged config (`configs/<algo>.yml`) on the budget shown. "
@@ -326,7 +331,10 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = [Job(env_id, arm, seed, args.budget or ENVS[env_id][1], ENVS[env_id][0])
             for env_id, arm in pairs if (env_id, arm) not in skipped
             for seed in range(args.first_seed, args.first_seed + (args.seeds or ENVS[env_id][2]))]
-    run_jobs(jobs, runs_dir, args.workers)
+    done_before = {job for job in jobs if read_record(runs_dir, job.key, job.budget) is not None}
+    start = time.perf_counter()
+    trained = len(set(run_jobs(jobs, runs_dir, args.workers)) - done_before)
+    wall_time_s = time.perf_counter() - start
 
     # the table covers every run in <out>/runs, from this invocation or earlier ones (one table per out dir)
     everything: dict[str, dict[str, list[dict]]] = {}
@@ -345,14 +353,20 @@ def main(argv: list[str] | None = None) -> dict:
         plot_curves(env_id, by_arm, ENVS[env_id][0], os.path.join(args.out, f"{env_id}.png"))
     command = command_line("experiments/rl_table.py", argv)
     json_path = os.path.join(args.out, "rl_table.json")
-    commands = []
+    commands, invocations = [], []
     if os.path.exists(json_path):
         with open(json_path) as fh:
-            commands = json.load(fh).get("commands", [])
+            previous = json.load(fh)
+        commands, invocations = previous.get("commands", []), previous.get("invocations", [])
     commands = [*[c for c in commands if c != command], command]
+    if trained:  # how long the table took: each invocation that trained runs, start to end (resumes add up)
+        invocations = [*invocations, {"command": command, "runs_trained": trained, "workers": args.workers,
+                                      "wall_time_s": round(wall_time_s, 1), "machine": machine_info()}]
+        print(f"{trained} runs trained in {wall_time_s / 60:.1f} minutes", flush=True)
     with open(json_path, "w") as fh:
-        json.dump({"commands": commands, "window": WINDOW, "table": table}, fh, indent=1)
-    write_markdown(table, os.path.join(args.out, "rl_table.md"), commands)
+        json.dump({"commands": commands, "invocations": invocations, "window": WINDOW, "table": table}, fh,
+                  indent=1)
+    write_markdown(table, os.path.join(args.out, "rl_table.md"), commands, invocations)
     return table
 
 

@@ -138,11 +138,19 @@ def test_rl_table_quick_runs_records_episodes_and_resumes(tmp_path, capsys):
     assert re.findall(r"\| ([\d.,—]+) \(K = 1,500\) \|", markdown) == [
         f"{table['CartPole-v1'][t][arm]['mean_return']:,.1f}" for t in ("195", "475") for arm in ("relax-a2c", "a2c")]
     assert (out / "CartPole-v1.png").stat().st_size > 0
+    # the invocation's wall time, start to end, holds both runs, which ran one after the other (1 worker)
+    (invocation,) = json.loads((out / "rl_table.json").read_text())["invocations"]
+    assert invocation["runs_trained"] == 2 and invocation["workers"] == 1
+    run_times = [json.loads(path.read_text())["wall_time_s"] for path in runs]
+    assert invocation["wall_time_s"] >= round(sum(run_times), 1)
+    assert f"- 2 runs in {invocation['wall_time_s'] / 60:.1f} minutes with 1 worker on " in markdown
     mtimes = [p.stat().st_mtime_ns for p in runs]
     capsys.readouterr()
     rl_table.main(["--quick", "--seeds", "1", "--budget", "3000", "--workers", "1", "--out", str(out)])
     assert "2 already done, 0 to go" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in runs] == mtimes
+    # a resume that trains nothing adds no wall time
+    assert json.loads((out / "rl_table.json").read_text())["invocations"] == [invocation]
 
 
 
