@@ -242,3 +242,67 @@ def test_readme_reruns_on_another_cpu_match_the_committed_results():
     timing = (f"relax-a2c {minutes['relax-a2c']:.1f} minutes, ĉ off {minutes[off]:.1f}, A2C {minutes['a2c']:.1f} and "
               f"PPO {minutes['ppo']:.1f}")
     assert timing in details, timing
+
+
+def test_lunar_lander_table_on_this_machine_matches_its_runs():
+    """The full LunarLander table of the four default arms on the current machine (results/README.md's "How long a
+    table takes" and the README's LunarLander bullet): its wall time, the runs it repeats bit for bit, and its
+    scores, with the committed table's seeds pooled."""
+    import json
+    import re
+
+    folder = os.path.join(ROOT, "results", "rl_table_lunar_lander_avx512")
+    table, committed = _rl_table("rl_table_lunar_lander_avx512")["LunarLander-v3"]["200"], _rl_table("rl_table")
+    old = committed["LunarLander-v3"]["200"]
+    off = C_HAT_OFF
+    with open(os.path.join(folder, "progress.log"), encoding="utf-8") as fh:
+        log = fh.read()
+    elapsed = [int(s) for s in re.findall(r"^\[\d+/20 (\d+)s\]", log, flags=re.M)]
+    assert len(elapsed) == 20  # every run trained in this one invocation
+
+    def record(name: str, where: str = "rl_table_lunar_lander_avx512") -> dict:
+        with open(os.path.join(ROOT, "results", where, "runs", name), encoding="utf-8") as fh:
+            return json.load(fh)
+
+    names = sorted(n for n in os.listdir(os.path.join(folder, "runs")) if n.endswith(".json"))
+    assert len(names) == 20
+    earlier = {"rl_table_lunar_lander_seed0_timing": [f"LunarLander-v3__{key}__seed0.json" for key in (
+        "relax-a2c", "relax-a2c_c-hat_off", "a2c", "ppo")],
+        "rl_table_rerun_avx512": [f"LunarLander-v3__{key}__seed{s}.json" for key in ("relax-a2c", "relax-a2c_c-hat_off")
+                                  for s in (1, 2)]}
+    repeated = sum(record(n)["returns"] == record(n, where)["returns"]
+                   and record(n)["episode_timesteps"] == record(n, where)["episode_timesteps"]
+                   for where, listed in earlier.items() for n in listed)
+    slower = [record(n)["wall_time_s"] / record(n, where)["wall_time_s"] for where, listed in earlier.items()
+              for n in listed]
+    solved = {arm: f"{table[arm]['solved']}/{table[arm]['total']}" for arm in ("relax-a2c", off, "a2c", "ppo")}
+    shared = []  # identical episodes before a run parts from the committed run of its arm and seed
+    for name in names:
+        mine, theirs = record(name)["returns"], record(name, "rl_table")["returns"]
+        shared.append(next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b),
+                           min(len(mine), len(theirs))))
+    lower = 5 - _higher(table, "relax-a2c", off)
+    old_lower = 5 - _higher(old, "relax-a2c", off)
+
+    def signed(x: float) -> str:
+        return f"{x:.0f}".replace("-", "−")
+
+    stated = [
+        f"all 20 runs in one invocation, {elapsed[-1] / 60:.0f} minutes with 2 workers and nothing else running",
+        f"{repeated} of the 8 runs it shares with earlier runs on this machine repeat them to the last digit",
+        f"{min(slower):.2f}-{max(slower):.2f}× their wall times",
+        f"share only their first {min(shared)} to {max(shared)} episodes",
+        f"relax-a2c {solved['relax-a2c']}, ĉ off {solved[off]}, A2C {solved['a2c']}, PPO {solved['ppo']} "
+        f"(median {table['ppo']['median']:,.0f} episodes)",
+        f"relax-a2c {signed(table['relax-a2c']['mean_return'])} against ĉ off's {signed(table[off]['mean_return'])}, "
+        f"lower on {lower} of 5 seeds; with the committed table's 5 seeds, lower on {lower + old_lower} of 10 "
+        f"(sign test p ≈ {_sign_test(lower + old_lower, 10):.2f})",
+    ]
+    with open(os.path.join(ROOT, "results", "README.md"), encoding="utf-8") as fh:
+        details = " ".join(fh.read().split())
+    readme = " ".join(_readme().split())
+    for sentence in stated:
+        assert sentence in details, sentence
+    assert stated[-1] in readme and stated[0] in readme
+    assert repeated == 8
+    assert "and for `rl_table.py` on the 8 LunarLander runs below that ran twice on one machine" in readme
