@@ -294,11 +294,17 @@ def run_unclaimed_job(job: Job, log_folder: str, runs_dir: str) -> tuple[dict | 
         release(runs_dir, job.key)
 
 
-def run_jobs(jobs: list[Job], runs_dir: str, workers: int) -> dict[Job, dict]:
-    """Every job's record: read from ``runs_dir/<key>.json`` when a run with the same budget is there (resume),
-    else trained in a pool of ``workers`` processes and written there as soon as it ends. Jobs that another
-    invocation is training in the same ``runs_dir`` are left to it, and missing from the result."""
-    records = {job: record for job in jobs if (record := read_record(runs_dir, job.key, job.budget)) is not None}
+def done_records(jobs: list[Job], runs_dir: str) -> dict[Job, dict]:
+    """The jobs whose run with the same budget is in ``runs_dir`` already, with their records."""
+    return {job: record for job in jobs if (record := read_record(runs_dir, job.key, job.budget)) is not None}
+
+
+def run_jobs(jobs: list[Job], runs_dir: str, workers: int, done: dict[Job, dict] | None = None) -> dict[Job, dict]:
+    """Every job's record: read from ``runs_dir/<key>.json`` when a run with the same budget is there (resume;
+    ``done``, if the caller has read them), else trained in a pool of ``workers`` processes and written there as
+    soon as it ends. Jobs that another invocation is training in the same ``runs_dir`` are left to it, and missing
+    from the result."""
+    records = dict(done_records(jobs, runs_dir) if done is None else done)
     todo = [job for job in jobs if job not in records]
     plural = "" if workers == 1 else "s"
     print(f"{len(jobs)} runs: {len(records)} already done, {len(todo)} to go ({workers} worker{plural})", flush=True)
@@ -331,9 +337,9 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = [Job(env_id, arm, seed, args.budget or ENVS[env_id][1], ENVS[env_id][0])
             for env_id, arm in pairs if (env_id, arm) not in skipped
             for seed in range(args.first_seed, args.first_seed + (args.seeds or ENVS[env_id][2]))]
-    done_before = {job for job in jobs if read_record(runs_dir, job.key, job.budget) is not None}
+    done = done_records(jobs, runs_dir)
     start = time.perf_counter()
-    trained = len(set(run_jobs(jobs, runs_dir, args.workers)) - done_before)
+    trained = len(run_jobs(jobs, runs_dir, args.workers, done)) - len(done)
     wall_time_s = time.perf_counter() - start
 
     # the table covers every run in <out>/runs, from this invocation or earlier ones (one table per out dir)

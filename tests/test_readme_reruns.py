@@ -252,6 +252,8 @@ def test_lunar_lander_table_on_this_machine_matches_its_runs():
     import re
 
     folder = os.path.join(ROOT, "results", "rl_table_lunar_lander_avx512")
+    with open(os.path.join(folder, "rl_table.json"), encoding="utf-8") as fh:
+        command = json.load(fh)["commands"][-1]
     table, committed = _rl_table("rl_table_lunar_lander_avx512")["LunarLander-v3"]["200"], _rl_table("rl_table")
     old = committed["LunarLander-v3"]["200"]
     off = C_HAT_OFF
@@ -307,7 +309,7 @@ def test_lunar_lander_table_on_this_machine_matches_its_runs():
         f"medians relax-a2c {signed(table['relax-a2c']['mean_return'])} against ĉ off's "
         f"{signed(table[off]['mean_return'])}, relax-a2c below ĉ off on {below(table)} of 5 seeds; with the committed "
         f"table's 5 seeds, below on {pooled} of 10 (sign test p ≈ {_sign_test(pooled, 10):.2f})",
-        f"`{json.load(open(os.path.join(folder, 'rl_table.json'), encoding='utf-8'))['commands'][-1]}` trained",
+        f"`{command}` trained",
     ]
     assert all(old[arm]["solved"] == 0 for arm in old if arm != "ppo")  # "no A2C-family run solves"
     with open(os.path.join(ROOT, "results", "README.md"), encoding="utf-8") as fh:
